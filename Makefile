@@ -1,0 +1,44 @@
+# adala-bench: `make install` then `make test`. See README.md.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+BIN := $(VENV)/bin
+DATA ?= data
+RUNS ?= results/runs
+REPORT ?= results/report
+SEEDS ?= 0,1,2
+
+.PHONY: install test demo bench data tables figures report reproduce clean-demo
+
+install:
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+
+test:
+	$(PY) -m pytest -q
+
+# CPU demo end to end: a smoke sweep on synthetic CIFAR-format data, then the report on its runs.
+demo:
+	bash scripts/demo.sh
+
+bench:
+	@for script in benchmarks/bench_*.py; do echo "== $$script"; $(PY) $$script || exit 1; done
+
+data:
+	$(BIN)/adala-data cifar10 --root $(DATA)
+
+tables:
+	$(BIN)/adala-report --runs $(RUNS) --out $(REPORT) --what tables
+
+figures:
+	$(BIN)/adala-report --runs $(RUNS) --out $(REPORT) --what figures
+
+report:
+	$(BIN)/adala-report --runs $(RUNS) --out $(REPORT)
+
+# The paper's CIFAR-10 experiments (Table 2) on a GPU box: data, the sweep, the report. Finished runs are skipped,
+# interrupted ones resume, so this can be re-run at any time.
+reproduce: data
+	$(BIN)/adala-train --multirun +experiment=table2 seed=$(SEEDS) data.root=$(DATA) results.root=$(RUNS)
+	$(BIN)/adala-report --runs $(RUNS) --out $(REPORT)

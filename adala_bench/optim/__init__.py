@@ -1,0 +1,8 @@
+"""Optimizers of the benchmark: AdaLA, the reference MSVAG and Fromage, and a registry of all ten."""
+
+from .adala import AdaLA
+from .fromage import Fromage
+from .msvag import MSVAG
+from .registry import OPTIMIZER_NAMES, build, needs_closure
+
+__all__ = ["AdaLA", "Fromage", "MSVAG", "OPTIMIZER_NAMES", "build", "needs_closure"]

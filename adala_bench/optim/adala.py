@@ -1,0 +1,251 @@
+"""AdaLA: AdaBelief whose belief residual is taken against a look-ahead gradient (ADALA.md).
+
+One step, entered with p.grad = g_t (α lr, λ weight decay, bc1 = 1 − β1^t, bc2 = 1 − β2^t):
+  1. g ← g_t + λθ;  m ← β1 m + (1 − β1) g
+  2. tentative: s' = β2 s + (1 − β2)(g − m)² + ε,  θ' = θ − (α/bc1) · m / (sqrt(s')/sqrt(bc2) + ε)
+  3. closure() at θ' gives g' = ∇f(θ') + λθ'
+  4. θ is restored bit for bit from a copy
+  5. s ← β2 s + (1 − β2)(g − g')² + ε
+  6. θ ← θ − (α/bc1) · m / (sqrt(s)/sqrt(bc2) + ε)
+residual="ema" puts (g − m) in step 5 and skips steps 2-4: that is adabelief-pytorch 0.0.5
+(weight_decouple=False, rectify=False, amsgrad=False).
+
+The arithmetic is regrouped to save passes over memory; results differ from the lines above only by rounding:
+- ε enters the stored s first (s ← β2 s + ε), so the tentative s' and the new s are each one addcmul away;
+- (α/bc1) · m / (sqrt(s)/sqrt(bc2) + ε) is computed as (α sqrt(bc2)/bc1) · m / (sqrt(s) + ε sqrt(bc2)).
+Each parameter has a work buffer (and, for the look-ahead, the copy of θ) reused every step, so a step allocates
+nothing: on CPU fresh temporaries of a whole model cost more in page faults than the arithmetic on them.
+
+After a look-ahead step p.grad holds the closure's gradient (without the L2 term), as after LBFGS.step.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.optim import Optimizer
+
+RESIDUALS = ("lookahead", "ema")
+
+
+def check_hparams(*, lr: float | None = None, betas: Iterable[float] | None = None,
+                  eps: float | None = None, weight_decay: float | None = None) -> None:
+    """Raise ValueError naming the first value outside torch.optim's ranges (None: not checked)."""
+    if lr is not None and not lr >= 0:
+        raise ValueError(f"invalid lr {lr!r}: must be >= 0")
+    if betas is not None:
+        betas = tuple(betas)
+        if len(betas) != 2:
+            raise ValueError(f"invalid betas {betas!r}: must be a pair (beta1, beta2)")
+        for index, beta in enumerate(betas):
+            if not 0.0 <= beta < 1.0:
+                raise ValueError(f"invalid betas[{index}] {beta!r}: must be in [0, 1)")
+    if eps is not None and not eps >= 0:
+        raise ValueError(f"invalid eps {eps!r}: must be >= 0")
+    if weight_decay is not None and not weight_decay >= 0:
+        raise ValueError(f"invalid weight_decay {weight_decay!r}: must be >= 0")
+
+
+_OP_NAMES = ("add_", "addcdiv_", "addcmul_", "copy_", "lerp_", "mul_", "sqrt_", "sub_")
+
+
+def _per_tensor(name: str) -> Callable[..., None]:
+    """Tensor.<name> applied along lists: the loop that torch._foreach_<name> stands for."""
+    def apply(tensors: list[Tensor], *others: Any, **kwargs: Any) -> None:
+        for i, tensor in enumerate(tensors):
+            getattr(tensor, name)(*(other[i] if isinstance(other, list) else other for other in others), **kwargs)
+    return apply
+
+
+def _into(name: str) -> Callable[..., None]:
+    """torch.<name>(..., out=outs[i]) along lists: torch has no foreach op that writes into given tensors,
+    and a copy then an in-place op would cost one more pass over memory."""
+    def apply(outs: list[Tensor], *inputs: Any, **kwargs: Any) -> None:
+        for i, out in enumerate(outs):
+            getattr(torch, name)(*(x[i] if isinstance(x, list) else x for x in inputs), out=out, **kwargs)
+    return apply
+
+
+_INTO = {f"{name}_into": _into(name) for name in ("addcmul", "sqrt", "sub")}
+FOREACH_OPS = SimpleNamespace(**{name: getattr(torch, f"_foreach_{name}") for name in _OP_NAMES}, **_INTO)
+PER_TENSOR_OPS = SimpleNamespace(**{name: _per_tensor(name) for name in _OP_NAMES}, **_INTO)
+
+
+@dataclass
+class _Batch:
+    """The tensors of one param group that share device, dtype and step count, hence every scalar."""
+    group: dict[str, Any]
+    step: int
+    ops: SimpleNamespace
+    params: list[Tensor] = field(default_factory=list)
+    grads: list[Tensor] = field(default_factory=list)
+    exp_avgs: list[Tensor] = field(default_factory=list)
+    exp_avg_vars: list[Tensor] = field(default_factory=list)
+    works: list[Tensor] = field(default_factory=list)
+    backups: list[Tensor] = field(default_factory=list)
+
+    @property
+    def step_size(self) -> float:
+        beta1, beta2 = self.group["betas"]
+        return self.group["lr"] * math.sqrt(1 - beta2 ** self.step) / (1 - beta1 ** self.step)
+
+    @property
+    def scaled_eps(self) -> float:
+        return self.group["eps"] * math.sqrt(1 - self.group["betas"][1] ** self.step)
+
+
+def _decay_and_average(b: _Batch) -> None:
+    """Step 1 and the β2 s + ε part of s: L2 term (or decoupled decay), first moment."""
+    ops, group = b.ops, b.group
+    beta1, beta2 = group["betas"]
+    if group["weight_decay"] != 0:
+        if group["weight_decouple"]:
+            ops.mul_(b.params, 1 - group["lr"] * group["weight_decay"])
+        else:
+            ops.add_(b.grads, b.params, alpha=group["weight_decay"])  # into p.grad, as AdaBelief does
+    ops.lerp_(b.exp_avgs, b.grads, 1 - beta1)
+    ops.mul_(b.exp_avg_vars, beta2)
+    ops.add_(b.exp_avg_vars, group["eps"])
+
+
+def _descend(b: _Batch) -> None:
+    """θ ← θ − (α sqrt(bc2)/bc1) · m / (sqrt(s) + ε sqrt(bc2)), where the work buffers hold sqrt(s)."""
+    b.ops.add_(b.works, b.scaled_eps)
+    b.ops.addcdiv_(b.params, b.exp_avgs, b.works, value=-b.step_size)
+
+
+def _commit_belief_and_descend(b: _Batch, residuals: list[Tensor]) -> None:
+    """s ← (β2 s + ε) + (1 − β2) r², then the update with the new s."""
+    b.ops.addcmul_(b.exp_avg_vars, residuals, residuals, value=1 - b.group["betas"][1])
+    b.ops.sqrt_into(b.works, b.exp_avg_vars)
+    _descend(b)
+
+
+def _ema_step(b: _Batch) -> None:
+    """AdaBelief: residual g − m."""
+    b.ops.sub_into(b.works, b.grads, b.exp_avgs)
+    _commit_belief_and_descend(b, b.works)
+
+
+def _tentative_step(b: _Batch) -> None:
+    """Step 2 and the saving half of step 4: keep θ, move to θ' using s' (not stored)."""
+    b.ops.copy_(b.backups, b.params)
+    b.ops.sub_into(b.works, b.grads, b.exp_avgs)
+    b.ops.addcmul_into(b.works, b.exp_avg_vars, b.works, b.works, value=1 - b.group["betas"][1])
+    b.ops.sqrt_(b.works)
+    _descend(b)
+
+
+def _lookahead_step(b: _Batch, lookahead_grads: list[Tensor]) -> None:
+    """Steps 4-6, with p = θ' on entry: residual g − g', restore θ, new s, real update."""
+    residuals = b.grads  # g is not needed after this, so its buffer takes the residual
+    b.ops.sub_(residuals, lookahead_grads)
+    if b.group["weight_decay"] != 0 and not b.group["weight_decouple"]:
+        b.ops.add_(residuals, b.params, alpha=-b.group["weight_decay"])  # g' includes λθ'
+    b.ops.copy_(b.params, b.backups)
+    _commit_belief_and_descend(b, residuals)
+
+
+class AdaLA(Optimizer):
+    """AdaBelief with a look-ahead belief residual (g − g'); see the module docstring.
+
+    step(closure) needs a closure (residual="lookahead") that zeroes the gradients, evaluates the loss at the
+    current parameters and back-propagates it; the caller picks its minibatch and handles model buffers.
+    """
+
+    def __init__(self, params: Iterable[Tensor] | Iterable[dict[str, Any]], lr: float = 1e-3,
+                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8, weight_decay: float = 0,
+                 weight_decouple: bool = False, residual: str = "lookahead", foreach: bool | None = None) -> None:
+        check_hparams(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
+        if residual not in RESIDUALS:
+            raise ValueError(f"invalid residual {residual!r}: allowed: {', '.join(RESIDUALS)}")
+        defaults = dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay,
+                        weight_decouple=weight_decouple, residual=residual, foreach=foreach)
+        super().__init__(params, defaults)
+        self._init_scratch()
+
+    def _init_scratch(self) -> None:
+        # per-parameter scratch, reused every step so that steps allocate nothing; not state to save
+        self._works: dict[Tensor, Tensor] = {}
+        self._backups: dict[Tensor, Tensor] = {}  # θ during the closure
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        self._init_scratch()
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        residual = param_group.get("residual", self.defaults["residual"])
+        if residual != self.defaults["residual"]:
+            raise ValueError(f"invalid residual {residual!r} in a param group: all groups must use "
+                             f"the optimizer's residual {self.defaults['residual']!r}")
+        super().add_param_group(param_group)
+
+    @property
+    def requires_closure(self) -> bool:
+        return self.defaults["residual"] == "lookahead"
+
+    def _batches(self, group: dict[str, Any]) -> list[_Batch]:
+        """Start the step of every parameter with a gradient and bucket the tensors by shared scalars."""
+        ops = PER_TENSOR_OPS if group["foreach"] is False else FOREACH_OPS
+        batches: dict[tuple[Any, ...], _Batch] = {}
+        for p in group["params"]:
+            if p.grad is None:
+                continue
+            if p.grad.is_sparse:
+                raise RuntimeError("AdaLA does not support sparse gradients")
+            state = self.state[p]
+            if not state:
+                state["step"] = 0
+                state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                state["exp_avg_var"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            state["step"] += 1
+            key = (p.device, p.dtype, state["step"])
+            batch = batches.setdefault(key, _Batch(group, state["step"], ops))
+            batch.params.append(p)
+            batch.grads.append(p.grad)
+            batch.exp_avgs.append(state["exp_avg"])
+            batch.exp_avg_vars.append(state["exp_avg_var"])
+            batch.works.append(self._scratch(self._works, p))
+            if self.requires_closure:
+                batch.backups.append(self._scratch(self._backups, p))
+        return list(batches.values())
+
+    @staticmethod
+    def _scratch(buffers: dict[Tensor, Tensor], p: Tensor) -> Tensor:
+        if p not in buffers:
+            buffers[p] = torch.empty_like(p, memory_format=torch.preserve_format)
+        return buffers[p]
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
+        if self.requires_closure and closure is None:
+            raise RuntimeError("AdaLA(residual='lookahead') needs a closure: step(closure), where closure "
+                               "zeroes the gradients, computes the loss and calls backward")
+        loss = None
+        if not self.requires_closure:
+            if closure is not None:
+                with torch.enable_grad():
+                    loss = closure()
+            for b in (b for group in self.param_groups for b in self._batches(group)):
+                _decay_and_average(b)
+                _ema_step(b)
+            return loss
+
+        batches = [b for group in self.param_groups for b in self._batches(group)]
+        for b in batches:
+            _decay_and_average(b)
+            _tentative_step(b)
+            for p in b.params:
+                p.grad = None  # the closure's backward fills fresh tensors; b.grads keeps g
+        with torch.enable_grad():
+            loss = closure()
+        for b in batches:
+            lookahead_grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in b.params]
+            _lookahead_step(b, lookahead_grads)
+        return loss

@@ -1,0 +1,102 @@
+"""The ten optimizers of the benchmark, built by name with the hyperparameter names torch.optim and the packages use.
+
+Defaults are each class's own; every task family's as-run values live in the config files.
+Which implementation stands for each reference optimizer (PROTOCOL.md §5):
+- adala: this package's AdaLA.
+- adabelief: adabelief-pytorch with weight_decouple=False (True only if asked, to pair AdaLA's decoupled ablation),
+  rectify=False, amsgrad=False and eps passed explicitly; with these flags 0.2.1 runs the 0.0.5 step
+  (including ε added into the stored s) and prints nothing.
+- sgd, adam, adamw: torch.optim.
+- radam: torch.optim.RAdam(decoupled_weight_decay=True). The reference (LiyuanLucasLiu/RAdam, degenerated_to_sgd)
+  rectifies when N_sma >= 5, torch when rho_t > 5: they differ only at rho_t == 5 exactly. With β2 = 0.999,
+  rho_t = 1, 2.0, 3.0, 4.0, 4.996 at t = 1..5, so both take plain momentum steps θ ← θ − lr·m/bc1 (after the
+  decoupled decay θ ← θ(1 − lr·wd)) for steps 1-5 and rectified steps from t = 6; the trajectories agree to rounding
+  (checked in float64: ≤ 2e-15 over 20 steps). Left over: the reference's per-group 10-slot step-size cache
+  (a cache of the same values) and its fp32 copy of half-precision parameters.
+- yogi: torch_optimizer.Yogi (the reference's source), eps 1e-3 and initial_accumulator 1e-6 unless given.
+- adabound: the `adabound` package's AdaBound (the reference), with its deprecated-overload warnings silenced.
+- msvag, fromage: this package's MSVAG and Fromage.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import adabound
+import torch
+import torch_optimizer
+from adabelief_pytorch import AdaBelief
+from torch.optim import Optimizer
+
+from .adala import AdaLA, check_hparams
+from .fromage import Fromage
+from .msvag import MSVAG
+
+OPTIMIZER_NAMES = ("adala", "adabelief", "sgd", "adabound", "yogi", "adam", "msvag", "radam", "adamw", "fromage")
+
+
+class QuietAdaBound(adabound.AdaBound):
+    """The reference AdaBound; its step uses torch overloads deprecated since torch 1.5, whose warnings are muted."""
+
+    def step(self, closure=None):
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r"This overload of \w+_? is deprecated", category=UserWarning)
+            return super().step(closure)
+
+
+def _adabelief(params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0, weight_decouple=False) -> Optimizer:
+    # eps 1e-8 is 0.0.5's default (0.2.1's own is 1e-16); the other flags pin the 0.0.5 step
+    return AdaBelief(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, weight_decouple=weight_decouple,
+                     rectify=False, amsgrad=False, fixed_decay=False, print_change_log=False)
+
+
+def _radam(params, **hparams: Any) -> Optimizer:
+    return torch.optim.RAdam(params, decoupled_weight_decay=True, **hparams)
+
+
+@dataclass(frozen=True)
+class _Spec:
+    factory: Callable[..., Optimizer]
+    hparams: tuple[str, ...]
+    required: tuple[str, ...] = ()
+
+
+_SPECS: dict[str, _Spec] = {
+    "adala": _Spec(AdaLA, ("lr", "betas", "eps", "weight_decay", "weight_decouple", "residual", "foreach")),
+    "adabelief": _Spec(_adabelief, ("lr", "betas", "eps", "weight_decay", "weight_decouple")),
+    "sgd": _Spec(torch.optim.SGD, ("lr", "momentum", "dampening", "weight_decay", "nesterov", "foreach")),
+    "adabound": _Spec(QuietAdaBound, ("lr", "betas", "final_lr", "gamma", "eps", "weight_decay", "amsbound")),
+    "yogi": _Spec(torch_optimizer.Yogi, ("lr", "betas", "eps", "initial_accumulator", "weight_decay")),
+    "adam": _Spec(torch.optim.Adam, ("lr", "betas", "eps", "weight_decay", "amsgrad", "foreach")),
+    "msvag": _Spec(MSVAG, ("lr", "betas", "eps", "weight_decay")),
+    "radam": _Spec(_radam, ("lr", "betas", "eps", "weight_decay", "foreach")),
+    "adamw": _Spec(torch.optim.AdamW, ("lr", "betas", "eps", "weight_decay", "amsgrad", "foreach")),
+    "fromage": _Spec(Fromage, ("lr",), required=("lr",)),
+}
+
+
+def build(name: str, params, **hparams: Any) -> Optimizer:
+    """Optimizer `name` over params, e.g. build("sgd", model.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)."""
+    if name not in _SPECS:
+        raise ValueError(f"unknown optimizer {name!r}; allowed: {', '.join(OPTIMIZER_NAMES)}")
+    spec = _SPECS[name]
+    unknown = sorted(set(hparams) - set(spec.hparams))
+    if unknown:
+        raise ValueError(f"unknown hyperparameter {', '.join(map(repr, unknown))} for optimizer {name!r}; "
+                         f"allowed: {', '.join(spec.hparams)}")
+    missing = [key for key in spec.required if key not in hparams]
+    if missing:
+        raise ValueError(f"optimizer {name!r} needs {', '.join(missing)}")
+    if "betas" in hparams:
+        hparams["betas"] = tuple(hparams["betas"])  # YAML gives a list
+    # some packages don't validate (adabelief-pytorch: weight_decay), so check all uniformly here
+    check_hparams(**{key: hparams[key] for key in ("lr", "betas", "eps", "weight_decay") if key in hparams})
+    return spec.factory(params, **hparams)
+
+
+def needs_closure(optimizer: Optimizer) -> bool:
+    """True when optimizer.step must be given a closure (AdaLA's look-ahead)."""
+    return getattr(optimizer, "requires_closure", False)

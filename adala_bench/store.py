@@ -1,0 +1,195 @@
+"""The run directory: where one run's config, metrics, status and checkpoint live.
+
+A run is identified by its resolved config, not by a timestamp:
+
+    <results.root>/<task>/<optimizer>/<hparam-tag>/seed=<n>/
+        config.yaml     the resolved config
+        metrics.jsonl   one JSON object per finished epoch
+        status.json     state (running | completed | diverged | failed), reason, provenance
+        checkpoint.pt   everything needed to resume (+ checkpoint.pt.sha256)
+
+Every file is written atomically (temp file + rename), so a crash never leaves a half-written file behind, and
+an exclusive lock keeps two processes out of the same run directory.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import fcntl
+import hashlib
+import io
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+STATES = ("running", "completed", "diverged", "failed")
+FINAL_STATES = ("completed", "diverged")
+
+# Keys that decide where files go or what hardware runs, not what is computed: left out of the run's identity.
+NON_IDENTITY_KEYS = ("seed", "device", "data.root", "results")
+
+
+class RunStoreError(RuntimeError):
+    """A run directory that cannot be used as it is (busy, corrupt checkpoint)."""
+
+
+def hparam_tag(cfg: DictConfig) -> str:
+    """A readable, deterministic name for everything but task, optimizer and seed.
+
+    The optimizer's hyperparameters are spelled out; everything else that changes the result (epochs, batch size,
+    schedule, data source, width, ...) enters an 8-hex digest, so two runs share a directory only if they would
+    compute the same thing.
+    """
+    hparams = OmegaConf.to_container(cfg.optimizer, resolve=True)
+    readable = "-".join(f"{key}{_short(value)}" for key, value in hparams.items() if key != "name")
+    identity = OmegaConf.to_container(cfg, resolve=True)
+    for dotted in NON_IDENTITY_KEYS:
+        _drop(identity, dotted)
+    digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:8]
+    return f"{readable}-{digest}" if readable else digest
+
+
+def run_path(cfg: DictConfig) -> Path:
+    return Path(cfg.results.root) / cfg.task.name / cfg.optimizer.name / hparam_tag(cfg) / f"seed={cfg.seed}"
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        return ",".join(_short(v) for v in value)
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def _drop(tree: dict, dotted: str) -> None:
+    *parents, leaf = dotted.split(".")
+    for key in parents:
+        tree = tree.get(key, {})
+    tree.pop(leaf, None)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write data to path so that readers see either the old file or the whole new one."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def now_iso() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+class RunDir:
+    """One run's directory. The store knows files, not models: the checkpoint is a dict it is handed."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self._lock_handle: io.TextIOWrapper | None = None
+
+    config_file = property(lambda self: self.path / "config.yaml")
+    metrics_file = property(lambda self: self.path / "metrics.jsonl")
+    status_file = property(lambda self: self.path / "status.json")
+    checkpoint_file = property(lambda self: self.path / "checkpoint.pt")
+    checksum_file = property(lambda self: self.path / "checkpoint.pt.sha256")
+
+    # -- lock ---------------------------------------------------------------------------------------------------
+    def lock(self) -> "RunDir":
+        """Take the run's exclusive lock; the OS drops it when the process dies, however it dies."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        handle = open(self.path / ".lock", "a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            handle.close()
+            raise RunStoreError(f"run directory {self.path} is in use by another process (pid {holder}); not starting a second one")
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        self._lock_handle = handle
+        return self
+
+    def unlock(self) -> None:
+        if self._lock_handle is not None:
+            fcntl.flock(self._lock_handle, fcntl.LOCK_UN)
+            self._lock_handle.close()
+            self._lock_handle = None
+
+    def __enter__(self) -> "RunDir":
+        return self.lock()
+
+    def __exit__(self, *exc: object) -> None:
+        self.unlock()
+
+    # -- config, status, metrics ----------------------------------------------------------------------------------
+    def write_config(self, cfg: DictConfig) -> None:
+        atomic_write_bytes(self.config_file, OmegaConf.to_yaml(cfg, resolve=True).encode())
+
+    def read_status(self) -> dict[str, Any] | None:
+        if not self.status_file.exists():
+            return None
+        return json.loads(self.status_file.read_text())
+
+    def write_status(self, state: str, **fields: Any) -> dict[str, Any]:
+        """Update status.json, keeping the fields already there (provenance, start time)."""
+        if state not in STATES:
+            raise ValueError(f"unknown run state {state!r}; allowed: {', '.join(STATES)}")
+        status = {**(self.read_status() or {}), **fields, "state": state}
+        atomic_write_bytes(self.status_file, (json.dumps(status, indent=2, sort_keys=True) + "\n").encode())
+        return status
+
+    def write_metrics(self, rows: list[Mapping[str, Any]]) -> None:
+        text = "".join(json.dumps(row, sort_keys=False) + "\n" for row in rows)
+        atomic_write_bytes(self.metrics_file, text.encode())
+
+    def read_metrics(self) -> list[dict[str, Any]]:
+        if not self.metrics_file.exists():
+            return []
+        return [json.loads(line) for line in self.metrics_file.read_text().splitlines() if line.strip()]
+
+    # -- checkpoint -----------------------------------------------------------------------------------------------
+    def save_checkpoint(self, state: Mapping[str, Any]) -> None:
+        buffer = io.BytesIO()
+        torch.save(dict(state), buffer)
+        data = buffer.getvalue()
+        # The checksum is written first: a crash between the two renames leaves a mismatch that is reported,
+        # never an old checksum that happens to vouch for a new file.
+        atomic_write_bytes(self.checksum_file, hashlib.sha256(data).hexdigest().encode())
+        atomic_write_bytes(self.checkpoint_file, data)
+
+    def load_checkpoint(self) -> dict[str, Any] | None:
+        """The saved state, None when there is none; RunStoreError when it is truncated or corrupt."""
+        if not self.checkpoint_file.exists():
+            return None
+        data = self.checkpoint_file.read_bytes()
+        expected = self.checksum_file.read_text().strip() if self.checksum_file.exists() else None
+        actual = hashlib.sha256(data).hexdigest()
+        if expected != actual:
+            raise RunStoreError(
+                f"checkpoint {self.checkpoint_file} is corrupt or truncated (sha256 {actual[:12]} != recorded "
+                f"{(expected or 'none')[:12]}); delete the run directory to start this run again"
+            )
+        try:
+            return torch.load(io.BytesIO(data), map_location="cpu", weights_only=False)
+        except Exception as error:  # a valid checksum over unreadable bytes: report it the same way
+            raise RunStoreError(f"checkpoint {self.checkpoint_file} cannot be read ({error}); delete the run directory to start again") from error
+
+
+def iter_run_dirs(root: Path) -> Iterator[RunDir]:
+    """Every run directory under a results root (those with a status.json)."""
+    for status in sorted(Path(root).glob("*/*/*/seed=*/status.json")):
+        yield RunDir(status.parent)

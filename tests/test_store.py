@@ -1,0 +1,59 @@
+"""Run-store files: atomic writes, status updates, checkpoint checksums."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+from adala_bench import store
+from adala_bench.store import RunDir, RunStoreError, atomic_write_bytes
+
+
+def test_atomic_write_keeps_the_old_file_when_the_write_fails(tmp_path, monkeypatch):
+    target = tmp_path / "metrics.jsonl"
+    atomic_write_bytes(target, b"old\n")
+
+    def crash(src, dst):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(store.os, "replace", crash)
+    with pytest.raises(OSError, match="disk full"):
+        atomic_write_bytes(target, b"new\n")
+    assert target.read_bytes() == b"old\n"
+    assert os.listdir(tmp_path) == ["metrics.jsonl"]  # no temp file left behind
+
+
+def test_status_updates_keep_earlier_fields_and_reject_unknown_states(tmp_path):
+    run = RunDir(tmp_path / "run")
+    run.path.mkdir()
+    run.write_status("running", started_at="t0", git_commit="abc")
+    status = run.write_status("completed", ended_at="t1")
+    assert status == {"state": "completed", "started_at": "t0", "git_commit": "abc", "ended_at": "t1"}
+    assert run.read_status() == status
+    with pytest.raises(ValueError, match="unknown run state 'done'"):
+        run.write_status("done")
+
+
+def test_checkpoint_round_trip_and_checksum(tmp_path):
+    run = RunDir(tmp_path / "run")
+    run.path.mkdir()
+    assert run.load_checkpoint() is None
+    state = {"weights": torch.arange(6.0).reshape(2, 3), "epoch": 4}
+    run.save_checkpoint(state)
+    loaded = run.load_checkpoint()
+    assert torch.equal(loaded["weights"], state["weights"]) and loaded["epoch"] == 4
+
+    run.checksum_file.unlink()  # a checkpoint nobody vouches for is not used either
+    with pytest.raises(RunStoreError, match="corrupt or truncated"):
+        run.load_checkpoint()
+
+
+def test_metrics_round_trip(tmp_path):
+    run = RunDir(tmp_path / "run")
+    run.path.mkdir()
+    rows = [{"epoch": 0, "test_acc": 10.5}, {"epoch": 1, "test_acc": 20.25}]
+    run.write_metrics(rows)
+    assert run.read_metrics() == rows
+    assert run.metrics_file.read_text().count("\n") == 2
