@@ -1,0 +1,232 @@
+"""The runner and the run store on real (small) CIFAR-format runs: train, skip, resume, diverge, refuse bad input."""
+
+from __future__ import annotations
+
+import json
+from importlib import metadata
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from adala_bench import trainer as trainer_module
+from adala_bench.runner import ConfigError, train_one
+from adala_bench.store import RunDir, RunStoreError, run_path
+
+from conftest import REPO
+
+ADALA_BIN = str(REPO / ".venv" / "bin" / "adala-train")
+
+
+def metrics_without_time(run: RunDir) -> list[dict]:
+    return [{k: v for k, v in row.items() if k != "wall_s"} for row in run.read_metrics()]
+
+
+@pytest.mark.parametrize("task", ["cifar10_vgg11", "cifar10_resnet34", "cifar10_densenet121"])
+def test_smoke_run_of_each_model_trains_and_loss_falls(smoke, task):
+    cfg = smoke(f"task={task}", "optimizer=adam", "epochs=3")
+    assert train_one(cfg) == "completed"
+    run = RunDir(run_path(cfg))
+    rows = run.read_metrics()
+    assert [row["epoch"] for row in rows] == [0, 1, 2]
+    assert rows[-1]["train_loss"] < rows[0]["train_loss"]
+    steps_per_epoch = 256 // 32
+    assert [row["step"] for row in rows] == [steps_per_epoch * (e + 1) for e in range(3)]
+    assert [row["grad_evals"] for row in rows] == [row["step"] for row in rows]
+    # lr × 0.1 from epoch 1 on (the smoke profile's milestone)
+    assert rows[0]["lr"] == pytest.approx(1e-3) and rows[1]["lr"] == pytest.approx(1e-4)
+    for row in rows:
+        assert set(row) >= {"epoch", "grad_evals", "wall_s", "lr", "train_loss", "train_acc", "test_loss", "test_acc"}
+        assert 0.0 <= row["test_acc"] <= 100.0
+    status = run.read_status()
+    assert status["state"] == "completed" and status["epochs_done"] == 3
+    assert status["versions"]["torch"] == metadata.version("torch")
+    assert status["device"].startswith("cpu") and status["started_at"] and status["ended_at"]
+    saved = (run.path / "config.yaml").read_text()
+    assert f"name: {task}" in saved and "epochs: 3" in saved
+
+
+def test_adala_counts_two_gradient_evaluations_per_step(smoke):
+    cfg = smoke("task=cifar10_vgg11", "optimizer=adala", "epochs=1")
+    assert train_one(cfg) == "completed"
+    (row,) = RunDir(run_path(cfg)).read_metrics()
+    assert row["step"] == 8 and row["grad_evals"] == 16
+
+
+def test_run_directory_is_named_from_the_resolved_config(smoke, tmp_path):
+    a = run_path(smoke("task=cifar10_vgg11", "optimizer=adam", "seed=3"))
+    assert a.parent.parent.parent.name == "cifar10_vgg11" and a.parent.parent.name == "adam" and a.name == "seed=3"
+    assert a.parent.name.startswith("lr0.001-betas0.9,0.999-eps1e-08-weight_decay0.0005-")
+    # same config → same directory; anything that changes the result → another directory; paths and device don't count
+    assert run_path(smoke("task=cifar10_vgg11", "optimizer=adam", "seed=3")) == a
+    assert run_path(smoke("task=cifar10_vgg11", "optimizer=adam", "seed=3", "epochs=5")).parent != a.parent
+    assert run_path(smoke("task=cifar10_vgg11", "optimizer=adam", "seed=3", "optimizer.lr=0.01")).parent != a.parent
+    moved = run_path(smoke("task=cifar10_vgg11", "optimizer=adam", "seed=3", "device=auto", results=tmp_path / "elsewhere"))
+    assert moved.relative_to(tmp_path / "elsewhere") == a.relative_to(tmp_path / "runs")
+
+
+def test_rerunning_a_finished_run_does_nothing(smoke, capsys):
+    cfg = smoke("task=cifar10_vgg11", "optimizer=sgd", "epochs=1")
+    assert train_one(cfg) == "completed"
+    run = RunDir(run_path(cfg))
+    before = {f.name: f.stat().st_mtime_ns for f in run.path.iterdir()}
+    capsys.readouterr()
+    assert train_one(cfg) == "completed"
+    assert "already completed; nothing to do" in capsys.readouterr().out
+    assert {f.name: f.stat().st_mtime_ns for f in run.path.iterdir()} == before
+
+
+@pytest.mark.parametrize("task,optimizer", [("cifar10_vgg11", "adala"), ("cifar10_resnet34", "sgd")])
+def test_resume_after_interruption_equals_an_uninterrupted_run(smoke, tmp_path, monkeypatch, task, optimizer):
+    """VGG11 has dropout (RNG state matters) and AdaLA a look-ahead closure; ResNet34 has BatchNorm buffers."""
+    straight = smoke(f"task={task}", f"optimizer={optimizer}", "epochs=3", results=tmp_path / "straight")
+    assert train_one(straight) == "completed"
+
+    interrupted = smoke(f"task={task}", f"optimizer={optimizer}", "epochs=3", results=tmp_path / "interrupted")
+    original = trainer_module.Trainer.train_epoch
+
+    def stop_at_epoch_2(self, progress):
+        if progress.epoch == 2:
+            raise KeyboardInterrupt
+        return original(self, progress)
+
+    monkeypatch.setattr(trainer_module.Trainer, "train_epoch", stop_at_epoch_2)
+    with pytest.raises(KeyboardInterrupt):
+        train_one(interrupted)
+    run = RunDir(run_path(interrupted))
+    status = run.read_status()
+    assert status["state"] == "failed" and "interrupted" in status["reason"] and status["epochs_done"] == 2
+    assert len(run.read_metrics()) == 2
+
+    monkeypatch.setattr(trainer_module.Trainer, "train_epoch", original)
+    assert train_one(interrupted) == "completed"
+    reference = RunDir(run_path(straight))
+    assert metrics_without_time(run) == metrics_without_time(reference)
+    resumed, uninterrupted = run.load_checkpoint(), reference.load_checkpoint()
+    for name, tensor in uninterrupted["model"].items():
+        assert torch.equal(resumed["model"][name], tensor), name
+    assert uninterrupted["optimizer"]["state"].keys() == resumed["optimizer"]["state"].keys()
+    for index, state in uninterrupted["optimizer"]["state"].items():
+        for key, value in state.items():
+            other = resumed["optimizer"]["state"][index][key]
+            assert torch.equal(other, value) if torch.is_tensor(value) else other == value
+
+
+def test_non_finite_loss_marks_the_run_diverged(smoke):
+    cfg = smoke("task=cifar10_vgg11", "optimizer=sgd", "optimizer.lr=1e12", "epochs=2")
+    assert train_one(cfg) == "diverged"
+    run = RunDir(run_path(cfg))
+    status = run.read_status()
+    assert status["state"] == "diverged"
+    assert status["diverged_at"]["epoch"] == 0 and 0 <= status["diverged_at"]["step"] < 8
+    assert f"step {status['diverged_at']['step']}" in status["reason"]
+    assert run.read_metrics() == []  # the diverged epoch is not recorded as a finished one
+    assert train_one(cfg) == "diverged"  # terminal: not retried
+
+
+def test_corrupt_checkpoint_is_reported_never_used(smoke, monkeypatch):
+    cfg = smoke("task=cifar10_vgg11", "optimizer=adam", "epochs=2")
+    original = trainer_module.Trainer.train_epoch
+
+    def stop_at_epoch_1(self, progress):
+        if progress.epoch == 1:
+            raise KeyboardInterrupt
+        return original(self, progress)
+
+    monkeypatch.setattr(trainer_module.Trainer, "train_epoch", stop_at_epoch_1)
+    with pytest.raises(KeyboardInterrupt):
+        train_one(cfg)
+    monkeypatch.setattr(trainer_module.Trainer, "train_epoch", original)
+    run = RunDir(run_path(cfg))
+    data = run.checkpoint_file.read_bytes()
+    run.checkpoint_file.write_bytes(data[: len(data) // 2])  # truncated, as by a full disk
+    with pytest.raises(ConfigError, match="corrupt or truncated"):
+        train_one(cfg)
+    assert run.read_status()["state"] == "failed"
+    flipped = bytearray(data)
+    flipped[len(data) // 2] ^= 0xFF
+    run.checkpoint_file.write_bytes(bytes(flipped))
+    with pytest.raises(RunStoreError, match="corrupt"):
+        run.load_checkpoint()
+
+
+def test_a_second_process_on_the_same_run_is_refused(smoke):
+    cfg = smoke("task=cifar10_vgg11", "optimizer=adam", "epochs=1")
+    holder = RunDir(run_path(cfg)).lock()
+    try:
+        with pytest.raises(ConfigError, match="in use by another process"):
+            train_one(cfg)
+        script = f"from adala_bench.store import RunDir; RunDir({str(holder.path)!r}).lock()"
+        other = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+        assert other.returncode != 0 and "in use by another process" in other.stderr
+    finally:
+        holder.unlock()
+    assert train_one(cfg) == "completed"
+
+
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        ("optimizer.lr=-0.1", "-0.1"),
+        ("optimizer.betas=[0.9,1.5]", "1.5"),
+        ("epochs=0", "epochs=0"),
+        ("batch_size=-4", "batch_size=-4"),
+        ("data.source=imagenet", "'imagenet'"),
+        ("device=tpu", "'tpu'"),
+        ("optimizer.lookahead_batch=previous", "'previous'"),
+    ],
+)
+def test_bad_values_are_refused_before_anything_is_written(smoke, tmp_path, override, message):
+    cfg = smoke("task=cifar10_vgg11", "optimizer=adala", override)
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[")) as error:
+        train_one(cfg)
+    assert "\n" not in str(error.value)
+    assert not list((tmp_path / "runs").rglob("status.json"))
+
+
+def test_missing_data_and_unwritable_results_root_are_refused(tmp_path):
+    from conftest import compose_config
+
+    cfg = compose_config("task=cifar10_vgg11", "optimizer=adam", f"data.root={tmp_path / 'nodata'}", f"results.root={tmp_path / 'runs'}")
+    with pytest.raises(ConfigError, match="adala-data cifar10") as error:
+        train_one(cfg)
+    assert str(tmp_path / "nodata") in str(error.value)
+    assert not list((tmp_path / "runs").rglob("status.json"))
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    cfg = compose_config("task=cifar10_vgg11", "optimizer=adam", f"results.root={blocker / 'runs'}")
+    with pytest.raises(ConfigError, match="is not writable"):
+        train_one(cfg)
+
+
+def run_cli(*args: str, cwd) -> subprocess.CompletedProcess:
+    return subprocess.run([ADALA_BIN, *args], capture_output=True, text=True, cwd=cwd, timeout=300)
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["task=cifar10_vgg12"], "unknown task 'cifar10_vgg12'; allowed: cifar10_densenet121, cifar10_resnet34, cifar10_vgg11"),
+        (["optimizer=adam,lamb"], "unknown optimizer 'lamb'; allowed: adabelief, adabound, adala"),
+        (["optimizer.lr=-1"], "-1"),
+    ],
+)
+def test_cli_bad_input_is_one_line_and_exit_2(tmp_path, data_root, args, message):
+    result = run_cli("profile=smoke", f"data.root={data_root}", f"results.root={tmp_path}/runs", *args, cwd=tmp_path)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("adala-train: error: ") and message in lines[0]
+
+
+def test_cli_multirun_sweeps_and_goes_on_past_a_diverged_run(tmp_path, data_root):
+    result = run_cli(
+        "--multirun", "profile=smoke", "epochs=1", f"data.root={data_root}", f"results.root={tmp_path}/runs",
+        "task=cifar10_vgg11,cifar10_resnet34", "optimizer=sgd,adam", "seed=0,1", "optimizer.lr=0.01,1e12",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    states = [json.loads(p.read_text())["state"] for p in sorted((tmp_path / "runs").rglob("status.json"))]
+    assert len(states) == 16
+    assert states.count("completed") >= 8 and set(states) <= {"completed", "diverged"} and "diverged" in states
