@@ -22,11 +22,13 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Mapping
 
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+CONFIG_FILE, METRICS_FILE, STATUS_FILE, CHECKPOINT_FILE = "config.yaml", "metrics.jsonl", "status.json", "checkpoint.pt"
+SEED_PREFIX = "seed="
 STATES = ("running", "completed", "diverged", "failed")
 FINAL_STATES = ("completed", "diverged")
 
@@ -55,7 +57,12 @@ def hparam_tag(cfg: DictConfig) -> str:
 
 
 def run_path(cfg: DictConfig) -> Path:
-    return Path(cfg.results.root) / cfg.task.name / cfg.optimizer.name / hparam_tag(cfg) / f"seed={cfg.seed}"
+    return layout_path(cfg.results.root, cfg.task.name, cfg.optimizer.name, hparam_tag(cfg), cfg.seed)
+
+
+def layout_path(root: str | Path, task: str, optimizer: str, tag: str, seed: int) -> Path:
+    """<root>/<task>/<optimizer>/<hparam-tag>/seed=<n>: the one place the layout is spelled out."""
+    return Path(root) / task / optimizer / tag / f"{SEED_PREFIX}{seed}"
 
 
 def _short(value: Any) -> str:
@@ -98,11 +105,11 @@ class RunDir:
         self.path = Path(path)
         self._lock_handle: io.TextIOWrapper | None = None
 
-    config_file = property(lambda self: self.path / "config.yaml")
-    metrics_file = property(lambda self: self.path / "metrics.jsonl")
-    status_file = property(lambda self: self.path / "status.json")
-    checkpoint_file = property(lambda self: self.path / "checkpoint.pt")
-    checksum_file = property(lambda self: self.path / "checkpoint.pt.sha256")
+    config_file = property(lambda self: self.path / CONFIG_FILE)
+    metrics_file = property(lambda self: self.path / METRICS_FILE)
+    status_file = property(lambda self: self.path / STATUS_FILE)
+    checkpoint_file = property(lambda self: self.path / CHECKPOINT_FILE)
+    checksum_file = property(lambda self: self.path / f"{CHECKPOINT_FILE}.sha256")
 
     # -- lock ---------------------------------------------------------------------------------------------------
     def lock(self) -> "RunDir":
@@ -188,8 +195,3 @@ class RunDir:
         except Exception as error:  # a valid checksum over unreadable bytes: report it the same way
             raise RunStoreError(f"checkpoint {self.checkpoint_file} cannot be read ({error}); delete the run directory to start again") from error
 
-
-def iter_run_dirs(root: Path) -> Iterator[RunDir]:
-    """Every run directory under a results root (those with a status.json)."""
-    for status in sorted(Path(root).glob("*/*/*/seed=*/status.json")):
-        yield RunDir(status.parent)

@@ -1,0 +1,140 @@
+"""adala-report: the paper's Tables 2-4, AdaLA-vs-AdaBelief statistics, the compute-matched view and the figures,
+built only from run directories."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from .catalog import TABLES, default_reference_dir
+from .figures import X_AXES, write_figures
+from .load import load_runs
+from .matched import compute_matched, render_matched_markdown
+from .reference import paper_values, published_curves
+from .select import RULES, choose_hparams, run_values
+from .stats import adala_vs_adabelief, render_comparison_markdown
+from .tables import build_cells, render_latex, render_markdown, render_missing
+
+EPILOG = """\
+A table cell is (table, model column, optimizer). When a cell has runs of several hparams tags, it uses the runs
+of ONE tag: the tag with the most completed seeds (ties: the lexicographically first); the others are listed in
+missing.md and under the table. Mean ± sample std (ddof=1) are over that tag's completed runs only; a cell with
+diverged, failed, unfinished or corrupt runs, or with fewer seeds than --expected-seeds, is flagged, never
+silently averaged. Selection rules: 'paper' = best test value over epochs for CIFAR-10 and PTB (selected on the
+test set, as the reference did) and final-epoch FID; 'clean' = final-epoch value, or the test value at the best
+validation epoch where the runs logged val_acc / val_ppl.
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):
+        """One line on stderr, exit status 2."""
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="adala-report", description=__doc__, epilog=EPILOG,
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=Path, default=Path("results/runs"), help="run directories root (default: results/runs)")
+    parser.add_argument("--out", type=Path, default=Path("results/report"), help="output folder (default: results/report)")
+    parser.add_argument("--rule", choices=RULES, default="paper", help="selection rule (default: paper)")
+    parser.add_argument("--x", choices=list(X_AXES), default="epoch", help="x axis of the curve figures (default: epoch)")
+    parser.add_argument("--published", action=argparse.BooleanOptionalAction, default=True,
+                        help="overlay the published AdaBelief-repo curves, dashed (default: on)")
+    parser.add_argument("--what", choices=("tables", "figures", "all"), default="all", help="what to write (default: all)")
+    parser.add_argument("--reference", type=Path, default=None,
+                        help="folder with paper_tables.csv and the published curves (default: results/reference "
+                             "of the checkout)")
+    parser.add_argument("--expected-seeds", type=_positive, default=None,
+                        help="seeds a cell should have (default: the most any cell of the table has)")
+    parser.add_argument("--runs-csv", action="store_true", help="also write runs.csv, the long frame")
+    return parser
+
+
+def write_tables(frame: pd.DataFrame, runs: pd.DataFrame, paper: pd.DataFrame, out: Path, rule: str,
+                 expected_seeds: int | None = None, runs_csv: bool = False) -> list[Path]:
+    """Tables 2-4 (md, tex, csv), adala_vs_adabelief, compute_matched, missing.md, selected_runs.csv."""
+    out.mkdir(parents=True, exist_ok=True)
+    cells = build_cells(runs, paper, rule, expected_seeds)
+    texts: dict[str, str] = {}
+    for table in TABLES:
+        name = table.lower()
+        texts[f"{name}.md"] = render_markdown(cells, table)
+        texts[f"{name}.tex"] = render_latex(cells, table)
+        texts[f"{name}.csv"] = cells[cells["table"] == table].to_csv(index=False)
+    comparison = adala_vs_adabelief(runs, cells)
+    texts["adala_vs_adabelief.md"] = render_comparison_markdown(comparison, rule)
+    texts["adala_vs_adabelief.csv"] = comparison.to_csv(index=False)
+    matched = compute_matched(frame, runs, rule)
+    texts["compute_matched.md"] = render_matched_markdown(matched, rule)
+    texts["compute_matched.csv"] = matched.to_csv(index=False)
+    texts["missing.md"] = render_missing(cells, runs)
+    texts["selected_runs.csv"] = runs.assign(rule=rule).to_csv(index=False)
+    if runs_csv:
+        texts["runs.csv"] = frame.to_csv(index=False)
+    written = []
+    for name, text in texts.items():
+        (out / name).write_text(text)
+        written.append(out / name)
+    return written
+
+
+INDEX_SECTIONS = {
+    "Tables": ("table",),
+    "Statistics": ("adala_vs_adabelief", "compute_matched"),
+    "Missing and flagged": ("missing",),
+    "Figures": ("fig",),
+    "Data": ("selected_runs", "runs"),
+}
+
+
+def write_index(out: Path) -> Path:
+    """index.md linking every report file present in `out`."""
+    files = sorted(p.name for p in out.iterdir() if p.is_file() and p.name != "index.md")
+    lines = ["# adala-bench report", ""]
+    for section, prefixes in INDEX_SECTIONS.items():
+        members = [f for f in files if f.split(".")[0].startswith(prefixes)]
+        if members:
+            lines += [f"## {section}", ""] + [f"- [{f}]({f})" for f in members] + [""]
+    (out / "index.md").write_text("\n".join(lines))
+    return out / "index.md"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    reference = args.reference or default_reference_dir()
+    if not args.runs.is_dir():
+        parser.error(f"runs directory '{args.runs}' does not exist")
+    try:
+        paper = paper_values(reference)
+    except FileNotFoundError as error:
+        parser.error(str(error))
+    frame = load_runs(args.runs)
+    runs = choose_hparams(run_values(frame, args.rule))
+    written: list[Path] = []
+    if args.what in ("tables", "all"):
+        written += write_tables(frame, runs, paper, args.out, args.rule, args.expected_seeds, args.runs_csv)
+    if args.what in ("figures", "all"):
+        published = published_curves(reference) if args.published else None
+        figures, notes = write_figures(frame, runs, paper, args.out, args.x, published)
+        written += figures
+        for note in notes:
+            print(f"adala-report: note: {note}", file=sys.stderr)
+    written.append(write_index(args.out))
+    for path in written:
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,240 @@
+"""Figures: test-accuracy / test-perplexity curves (Figs. 1-2), GAN sample grids (Figs. 3-4), FID per optimizer.
+
+Curves show mean ± std over the runs each table cell averages, one colour per optimizer (colour-blind safe,
+the same in every figure); published curves are overlaid dashed. Matplotlib's object API with the Agg canvas,
+so nothing depends on a display or on pyplot state.
+"""
+from __future__ import annotations
+
+import math
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.image import imread
+from matplotlib.lines import Line2D
+from matplotlib.ticker import ScalarFormatter
+
+from .catalog import TASKS, optimizer_label, optimizer_rows
+from .rundir import SAMPLES
+
+X_AXES = {"epoch": "epoch", "grad_evals": "gradient evaluations", "wall_s": "wall time (s)"}
+
+# Okabe–Ito (AdaLA vermillion, AdaBelief blue) plus Paul Tol's wine and sand for the ninth and tenth rows.
+COLOURS = {
+    "adala": "#D55E00", "adabelief": "#0072B2", "sgd": "#000000", "adam": "#E69F00", "adamw": "#56B4E9",
+    "radam": "#009E73", "yogi": "#CC79A7", "msvag": "#882255", "adabound": "#999999", "fromage": "#DDCC77",
+}
+_EXTRA_COLOURS = ("#332288", "#117733", "#44AA99", "#88CCEE", "#AA4499", "#661100")
+PUBLISHED_STYLES = {"AdaBelief repo": "--", "AdaLA repo": ":"}
+_METRIC_LABELS = {"test_acc": "test accuracy (%)", "test_ppl": "test perplexity", "fid": "FID"}
+
+
+def colour(optimizer: str) -> str:
+    """Fixed colour of an optimizer; names outside the paper get a stable colour from their name."""
+    if optimizer in COLOURS:
+        return COLOURS[optimizer]
+    return _EXTRA_COLOURS[zlib.crc32(optimizer.encode()) % len(_EXTRA_COLOURS)]
+
+
+def figure_names() -> dict[str, str]:
+    """Base file name of every figure by task (curves, FID) and by task + '_samples' (sample grids)."""
+    names = {}
+    for task in TASKS.values():
+        short = task.name.split("_", 1)[1]
+        if task.family.name == "cifar10":
+            names[task.name] = f"fig1_cifar10_test_acc_{short}"
+        elif task.family.name == "ptb":
+            names[task.name] = f"fig2_ptb_test_ppl_{short}"
+        else:
+            number = 3 if task.model == "WGAN" else 4
+            names[task.name + "_samples"] = f"fig{number}_{short}_samples"
+            names[task.name] = f"fig5_fid_{short}"
+    return names
+
+
+def curve_stats(frame: pd.DataFrame, runs: pd.DataFrame, task: str, x: str) -> pd.DataFrame:
+    """Per optimizer and epoch over the used runs: mean x, mean and std of the metric, and n."""
+    if x not in X_AXES:
+        raise ValueError(f"unknown x axis {x!r}; allowed: {', '.join(X_AXES)}")
+    metric = TASKS[task].family.metric
+    used = runs.loc[runs["used"] & (runs["task"] == task), "run"]
+    columns = ["optimizer", "epoch", "x", "mean", "std", "n"]
+    if used.empty or metric not in frame:
+        return pd.DataFrame(columns=columns)
+    rows = frame.loc[frame["run"].isin(used), list(dict.fromkeys(["optimizer", "epoch", x, metric]))]
+    rows = rows.dropna(subset=[metric, x])
+    rows["optimizer"] = rows["optimizer"].astype(object)
+    grouped = rows.groupby(["optimizer", "epoch"])
+    stats = grouped.agg(x=(x, "mean"), mean=(metric, "mean"), std=(metric, "std"), n=(metric, "size"))
+    return stats.reset_index()[columns]
+
+
+def curve_figure(
+    frame: pd.DataFrame, runs: pd.DataFrame, task: str, x: str, published: pd.DataFrame | None = None
+) -> Figure | None:
+    """Mean ± std curves of one task; None when it has no used run."""
+    stats = curve_stats(frame, runs, task, x)
+    if stats.empty:
+        return None
+    spec = TASKS[task]
+    fig = Figure(figsize=(7.5, 4.5), layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    handles, shown = [], [stats["mean"]]
+    for optimizer in optimizer_rows(stats["optimizer"].unique()):
+        curve = stats[stats["optimizer"] == optimizer]
+        if curve.empty:
+            continue
+        (line,) = ax.plot(curve["x"], curve["mean"], color=colour(optimizer), lw=1.4,
+                          label=f"{optimizer_label(optimizer)} (n={curve['n'].max()})")
+        spread = curve["std"].fillna(0.0)
+        ax.fill_between(curve["x"], curve["mean"] - spread, curve["mean"] + spread,
+                        color=colour(optimizer), alpha=0.2, lw=0)
+        handles.append(line)
+    if published is not None:
+        overlaid = _overlay_published(ax, stats, published, task, x)
+        shown += [values for _, _, values in overlaid]
+        ours = set(stats["optimizer"])
+        handles += [Line2D([], [], color=colour(o), lw=1.0, ls=PUBLISHED_STYLES.get(source, "--"),
+                           label=f"{optimizer_label(o)} (published only)")
+                    for o, source, _ in overlaid if o not in ours]
+        handles += [Line2D([], [], color="0.3", lw=1.0, ls=PUBLISHED_STYLES.get(s, "--"), label=f"published ({s})")
+                    for s in dict.fromkeys(source for _, source, _ in overlaid)]
+    ax.set_xlabel(X_AXES[x])
+    ax.set_ylabel(_METRIC_LABELS[spec.family.metric])
+    ax.set_title(f"{spec.model}: {_METRIC_LABELS[spec.family.metric]}, mean ± std over seeds")
+    _zoom(ax, pd.concat(shown, ignore_index=True), stats["mean"], spec.family.higher_is_better)
+    ax.grid(alpha=0.3)
+    ax.legend(handles=handles, fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
+    return fig
+
+
+def _overlay_published(ax, stats: pd.DataFrame, published: pd.DataFrame, task: str, x: str):
+    """Draw the published curves of the task, dashed; returns (optimizer, source, values) of each one drawn.
+    On the epoch axis as they are; on gradient evaluations through our runs of the same optimizer (their
+    grad_evals at that epoch); not on wall time, which was not published."""
+    if x == "wall_s":
+        return []
+    curves = published[(published["task"] == task) & (published["metric"] == TASKS[task].family.metric)]
+    drawn = []
+    for (optimizer, source), curve in curves.groupby(["optimizer", "source"], sort=False):
+        xs = curve["epoch"] if x == "epoch" else curve["epoch"].map(
+            stats[stats["optimizer"] == optimizer].set_index("epoch")["x"])
+        keep = xs.notna()
+        if not keep.any():
+            continue
+        ax.plot(xs[keep], curve["value"][keep], color=colour(optimizer), lw=1.0,
+                ls=PUBLISHED_STYLES.get(source, "--"), alpha=0.9)
+        drawn.append((optimizer, source, curve["value"][keep]))
+    return drawn
+
+
+def _zoom(ax, values: pd.Series, ours: pd.Series, higher_is_better: bool) -> None:
+    """Show the part of the curves where optimizers differ, as the paper's figures do, but never hide our own
+    runs' curves behind the published ones (short or early runs sit far below them)."""
+    best = values.max() if higher_is_better else values.min()
+    if not np.isfinite(best):
+        return
+    if higher_is_better:
+        ax.set_ylim(min(max(values.min(), best - 25.0), ours.min()), best + 2.0)
+    else:
+        ax.set_ylim(best * 0.95, max(min(values.max(), best * 1.6), ours.max()) + 1e-9)
+
+
+def sample_grid_figure(runs: pd.DataFrame, task: str) -> tuple[Figure | None, list[str]]:
+    """samples/final.png of each optimizer's first chosen seed (completed runs first); notes on what is absent."""
+    chosen = runs[runs["chosen"] & (runs["task"] == task)].copy()
+    chosen["unfinished"] = chosen["state"].astype(object) != "completed"
+    chosen = chosen.sort_values(["unfinished", "seed"])
+    images, notes = [], []
+    for optimizer in optimizer_rows(chosen["optimizer"].astype(object).unique()):
+        candidates = chosen[chosen["optimizer"] == optimizer]
+        if candidates.empty:
+            continue
+        paths = [Path(d, SAMPLES) for d in candidates["run_dir"].astype(str)]
+        found = next((p for p in paths if p.is_file()), None)
+        if found is None:
+            notes.append(f"{task} / {optimizer}: no {SAMPLES} in any run")
+            continue
+        images.append((optimizer, imread(found)))
+    if not images:
+        return None, notes
+    columns = min(5, len(images))
+    rows = math.ceil(len(images) / columns)
+    fig = Figure(figsize=(2.4 * columns, 2.6 * rows), layout="constrained")
+    FigureCanvasAgg(fig)
+    for i, (optimizer, image) in enumerate(images):
+        ax = fig.add_subplot(rows, columns, i + 1)
+        ax.imshow(image)
+        ax.set_title(optimizer_label(optimizer), color=colour(optimizer), fontsize=10)
+        ax.set_axis_off()
+    fig.suptitle(f"{TASKS[task].model}: samples of the final generator (first seed)")
+    return fig, notes
+
+
+def fid_figure(runs: pd.DataFrame, paper: pd.DataFrame, task: str) -> Figure | None:
+    """Final FID of every used run per optimizer (points), their mean (bar) and the paper's value (cross)."""
+    used = runs[runs["used"] & (runs["task"] == task)]
+    if used.empty:
+        return None
+    order = [o for o in optimizer_rows(used["optimizer"].astype(object).unique()) if (used["optimizer"] == o).any()]
+    fig = Figure(figsize=(max(4.5, 1.0 + 0.8 * len(order)), 4.0), layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    paper_of = paper[paper["task"] == task].set_index("optimizer")["value"]
+    for i, optimizer in enumerate(order):
+        values = used.loc[used["optimizer"] == optimizer, "value"].to_numpy(dtype=float)
+        offsets = np.linspace(-0.15, 0.15, len(values)) if len(values) > 1 else np.zeros(1)
+        ax.scatter(i + offsets, values, color=colour(optimizer), s=18, zorder=3)
+        ax.hlines(values.mean(), i - 0.3, i + 0.3, color=colour(optimizer), lw=2.5)
+        if optimizer in paper_of:
+            ax.scatter([i], [paper_of[optimizer]], marker="x", color="0.25", s=40, zorder=4)
+    ax.set_xticks(range(len(order)), [optimizer_label(o) for o in order], rotation=45, ha="right")
+    ax.set_yscale("log")
+    ax.yaxis.set_major_formatter(ScalarFormatter())
+    ax.yaxis.set_minor_formatter(ScalarFormatter())
+    ax.set_ylabel("FID (final epoch)")
+    ax.set_title(f"{TASKS[task].model}: FID per run, bar = mean")
+    ax.legend(handles=[
+        Line2D([], [], color="0.4", marker="o", ls="", label="run"),
+        Line2D([], [], color="0.4", lw=2.5, label="mean"),
+        Line2D([], [], color="0.25", marker="x", ls="", label="paper"),
+    ], fontsize=7, frameon=False)
+    ax.grid(alpha=0.3, axis="y")
+    return fig
+
+
+def write_figures(
+    frame: pd.DataFrame,
+    runs: pd.DataFrame,
+    paper: pd.DataFrame,
+    out: Path,
+    x: str = "epoch",
+    published: pd.DataFrame | None = None,
+) -> tuple[list[Path], list[str]]:
+    """Every figure the runs allow, as PNG and PDF; returns the files written and notes on what was skipped."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    names = figure_names()
+    written, notes = [], []
+    for task, spec in TASKS.items():
+        if spec.family.name == "gan":
+            grid, grid_notes = sample_grid_figure(runs, task)
+            notes += grid_notes
+            figures = {names[task + "_samples"]: (grid, f"no {SAMPLES} in the runs of {task}"),
+                       names[task]: (fid_figure(runs, paper, task), f"no completed run of {task} with a FID")}
+        else:
+            figures = {names[task]: (curve_figure(frame, runs, task, x, published),
+                                     f"no completed run of {task} with {spec.family.metric} and {x}")}
+        for name, (fig, why_not) in figures.items():
+            if fig is None:
+                notes.append(f"{name} not drawn: {why_not}")
+                continue
+            for suffix in (".png", ".pdf"):
+                fig.savefig(out / (name + suffix), dpi=150)
+                written.append(out / (name + suffix))
+    return written, notes

@@ -1,0 +1,124 @@
+"""AdaLA against AdaBelief per cell: difference of means, Welch 95% confidence interval and p-value."""
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from .catalog import TABLES, table_family, table_tasks
+
+
+@dataclass(frozen=True)
+class Welch:
+    diff: float
+    ci_low: float
+    ci_high: float
+    df: float
+    p_value: float
+
+
+def welch(a, b, confidence: float = 0.95) -> Welch:
+    """mean(a) − mean(b) with the Welch–Satterthwaite interval; NaN unless both samples have n ≥ 2."""
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if len(a) < 2 or len(b) < 2:
+        nan = math.nan
+        return Welch(float(a.mean()) - float(b.mean()) if len(a) and len(b) else nan, nan, nan, nan, nan)
+    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
+    diff = float(a.mean() - b.mean())
+    se = math.sqrt(va + vb)
+    if se == 0:
+        return Welch(diff, diff, diff, math.nan, math.nan)
+    df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
+    half = stats.t.ppf(0.5 + confidence / 2, df) * se
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        p_value = float(stats.ttest_ind(a, b, equal_var=False).pvalue)
+    return Welch(diff, diff - half, diff + half, float(df), p_value)
+
+
+COMPARISON_COLUMNS = [
+    "table", "model", "metric", "higher_is_better", "n_adala", "mean_adala", "std_adala", "n_adabelief",
+    "mean_adabelief", "std_adabelief", "diff", "ci_low", "ci_high", "df", "p_value", "paper_diff",
+    "ci_contains_zero", "ci_contains_paper_diff", "flags",
+]
+
+
+def adala_vs_adabelief(runs: pd.DataFrame, cells: pd.DataFrame) -> pd.DataFrame:
+    """One row per model column: AdaLA − AdaBelief over the runs each table cell averages."""
+    rows = []
+    used = runs[runs["used"]]
+    for table in TABLES:
+        family = table_family(table)
+        for task in table_tasks(table):
+            values = {
+                name: used.loc[(used["task"] == task.name) & (used["optimizer"] == name), "value"].to_numpy(float)
+                for name in ("adala", "adabelief")
+            }
+            result = welch(values["adala"], values["adabelief"])
+            cell = cells[(cells["table"] == table) & (cells["model"] == task.model)].set_index("optimizer")
+            paper_diff = cell["paper"].get("adala", math.nan) - cell["paper"].get("adabelief", math.nan)
+            flags = [f"{name}: {cell['flags'].get(name)}" for name in ("adala", "adabelief") if cell["flags"].get(name)]
+            if min(len(v) for v in values.values()) < 2:
+                flags.insert(0, "n<2")
+            testable = np.isfinite(result.ci_low)
+            rows.append({
+                "table": table, "model": task.model, "metric": family.metric,
+                "higher_is_better": family.higher_is_better,
+                **_summary("adala", values["adala"]), **_summary("adabelief", values["adabelief"]),
+                "diff": result.diff, "ci_low": result.ci_low, "ci_high": result.ci_high, "df": result.df,
+                "p_value": result.p_value, "paper_diff": paper_diff,
+                "ci_contains_zero": bool(result.ci_low <= 0 <= result.ci_high) if testable else None,
+                "ci_contains_paper_diff": bool(result.ci_low <= paper_diff <= result.ci_high) if testable else None,
+                "flags": "; ".join(flags),
+            })
+    return pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
+
+
+def _summary(name: str, sample: np.ndarray) -> dict:
+    return {
+        f"n_{name}": len(sample),
+        f"mean_{name}": float(sample.mean()) if len(sample) else math.nan,
+        f"std_{name}": float(sample.std(ddof=1)) if len(sample) >= 2 else math.nan,
+    }
+
+
+def _fmt(x, spec: str = ".2f") -> str:
+    return "–" if x is None or not np.isfinite(x) else format(float(x) + 0.0, spec)
+
+
+def render_comparison_markdown(comparison: pd.DataFrame, rule: str) -> str:
+    lines = [
+        f"## AdaLA against AdaBelief (rule `{rule}`)",
+        "",
+        "| Table | Model | AdaLA (n) | AdaBelief (n) | diff [95% CI] | p (Welch) | paper diff | verdict |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- |",
+    ]
+    for r in comparison.itertuples():
+        if r.ci_contains_zero is None:
+            verdict = "not testable (needs n ≥ 2 on both sides)"
+        elif r.ci_contains_zero:
+            verdict = "difference inside the noise (CI contains 0)"
+        else:
+            better = (r.diff > 0) == r.higher_is_better
+            verdict = f"AdaLA {'better' if better else 'worse'} (CI excludes 0)"
+        ci = f"[{_fmt(r.ci_low, '+.2f')}, {_fmt(r.ci_high, '+.2f')}]"
+        lines.append(
+            f"| {r.table[:5]} {r.table[5:]} | {r.model} | {_fmt(r.mean_adala)} ({r.n_adala}) | "
+            f"{_fmt(r.mean_adabelief)} ({r.n_adabelief}) | {_fmt(r.diff, '+.2f')} {ci} | {_fmt(r.p_value, '.3g')} | "
+            f"{_fmt(r.paper_diff, '+.2f')} | {verdict} |"
+        )
+    lines += [
+        "",
+        "diff = mean(AdaLA) − mean(AdaBelief) over the runs each table cell averages; 95% CI by Welch–"
+        "Satterthwaite; p from Welch's t-test (scipy.stats.ttest_ind, equal_var=False). paper diff = the paper's "
+        "AdaLA − AdaBelief. Accuracy: higher is better; perplexity and FID: lower is better.",
+    ]
+    flagged = comparison[comparison["flags"] != ""]
+    if not flagged.empty:
+        lines += ["", "Flags:", ""] + [f"- {r.table[:5]} {r.table[5:]} / {r.model}: {r.flags}"
+                                       for r in flagged.itertuples()]
+    return "\n".join(lines) + "\n"
