@@ -25,7 +25,9 @@ import yaml
 from adala_bench.report.catalog import OPTIMIZER_ORDER, TABLES, TASKS, default_reference_dir
 from adala_bench.report.load import RUN_COLUMNS, find_run_dirs, load_runs
 from adala_bench.report.reference import paper_values
-from adala_bench.report.rundir import CONFIG, METRICS, STATUS, run_path
+from adala_bench.report.rundir import CONFIG, run_path
+from adala_bench.store import METRICS_FILE as METRICS
+from adala_bench.store import STATUS_FILE as STATUS
 from adala_bench.report.select import choose_hparams, run_values
 from adala_bench.report.tables import build_cells, render_latex, render_markdown
 

@@ -14,8 +14,8 @@ from adala_bench.runner import CONF_DIR
 
 REPO = Path(__file__).resolve().parents[1]
 
-# One intra-op thread: the tiny test networks gain nothing from more, and on a busy 2-core machine OpenMP threads
-# that wait on each other make them many times slower. Subprocesses (the CLI tests) inherit the setting.
+# One intra-op thread for every test: the tiny networks and tensors gain nothing from more, and on a busy 2-core
+# machine OpenMP threads that wait on each other make them many times slower. Subprocesses (the CLI tests) inherit the setting.
 torch.set_num_threads(1)
 os.environ["OMP_NUM_THREADS"] = "1"
 

@@ -10,15 +10,6 @@ from adala_bench.models import CIFAR_MODELS, build_model
 REFERENCE_PARAMETERS = {"vgg11": (9_750_922, 22), "resnet34": (21_282_122, 110), "densenet121": (6_956_298, 362)}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny nets run fastest on one thread; more only wait on each other when the cores are busy."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.mark.parametrize("name", CIFAR_MODELS)
 def test_full_width_parameter_counts_match_the_reference(name):
     parameters = list(build_model(name).parameters())

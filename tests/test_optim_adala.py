@@ -17,15 +17,6 @@ from adala_bench.optim import adala as adala_module
 SHAPES = [(4, 3), (3,), (2, 2, 2)]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: a second thread only adds synchronisation, and stalls whenever the machine is busy."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def gradient_sequence(steps: int, seed: int = 0) -> list[list[torch.Tensor]]:
     generator = torch.Generator().manual_seed(seed)
     return [[torch.randn(shape, generator=generator, dtype=torch.float64) for shape in SHAPES] for _ in range(steps)]

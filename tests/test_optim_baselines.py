@@ -7,7 +7,6 @@ import math
 import warnings
 
 import numpy as np
-import pytest
 import torch
 import torch_optimizer
 from torch import nn
@@ -16,15 +15,6 @@ from adala_bench.optim import build
 
 SHAPES = [(4, 3), (5,), (2, 3)]
 STEPS = 220
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: a second thread only adds synchronisation, and stalls whenever the machine is busy."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def gradient_sequence(steps: int = STEPS, seed: int = 0) -> list[list[np.ndarray]]:

@@ -55,15 +55,6 @@ FAMILY_HPARAMS = {
 }
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: a second thread only adds synchronisation, and stalls whenever the machine is busy."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_names_and_classes():
     assert OPTIMIZER_NAMES == ("adala", "adabelief", "sgd", "adabound", "yogi", "adam", "msvag", "radam", "adamw",
                                "fromage")

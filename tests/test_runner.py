@@ -19,6 +19,18 @@ from conftest import REPO
 ADALA_BIN = str(REPO / ".venv" / "bin" / "adala-train")
 
 
+def interrupt_at(monkeypatch, epoch: int) -> None:
+    """Make the trainer raise KeyboardInterrupt (as Ctrl-C would) when it starts `epoch`."""
+    original = trainer_module.Trainer.train_epoch
+
+    def train_epoch(self, progress):
+        if progress.epoch == epoch:
+            raise KeyboardInterrupt
+        return original(self, progress)
+
+    monkeypatch.setattr(trainer_module.Trainer, "train_epoch", train_epoch)
+
+
 def metrics_without_time(run: RunDir) -> list[dict]:
     return [{k: v for k, v in row.items() if k != "wall_s"} for row in run.read_metrics()]
 
@@ -84,14 +96,7 @@ def test_resume_after_interruption_equals_an_uninterrupted_run(smoke, tmp_path, 
     assert train_one(straight) == "completed"
 
     interrupted = smoke(f"task={task}", f"optimizer={optimizer}", "epochs=3", results=tmp_path / "interrupted")
-    original = trainer_module.Trainer.train_epoch
-
-    def stop_at_epoch_2(self, progress):
-        if progress.epoch == 2:
-            raise KeyboardInterrupt
-        return original(self, progress)
-
-    monkeypatch.setattr(trainer_module.Trainer, "train_epoch", stop_at_epoch_2)
+    interrupt_at(monkeypatch, 2)
     with pytest.raises(KeyboardInterrupt):
         train_one(interrupted)
     run = RunDir(run_path(interrupted))
@@ -99,7 +104,7 @@ def test_resume_after_interruption_equals_an_uninterrupted_run(smoke, tmp_path, 
     assert status["state"] == "failed" and "interrupted" in status["reason"] and status["epochs_done"] == 2
     assert len(run.read_metrics()) == 2
 
-    monkeypatch.setattr(trainer_module.Trainer, "train_epoch", original)
+    monkeypatch.undo()
     assert train_one(interrupted) == "completed"
     reference = RunDir(run_path(straight))
     assert metrics_without_time(run) == metrics_without_time(reference)
@@ -127,17 +132,10 @@ def test_non_finite_loss_marks_the_run_diverged(smoke):
 
 def test_corrupt_checkpoint_is_reported_never_used(smoke, monkeypatch):
     cfg = smoke("task=cifar10_vgg11", "optimizer=adam", "epochs=2")
-    original = trainer_module.Trainer.train_epoch
-
-    def stop_at_epoch_1(self, progress):
-        if progress.epoch == 1:
-            raise KeyboardInterrupt
-        return original(self, progress)
-
-    monkeypatch.setattr(trainer_module.Trainer, "train_epoch", stop_at_epoch_1)
+    interrupt_at(monkeypatch, 1)
     with pytest.raises(KeyboardInterrupt):
         train_one(cfg)
-    monkeypatch.setattr(trainer_module.Trainer, "train_epoch", original)
+    monkeypatch.undo()
     run = RunDir(run_path(cfg))
     data = run.checkpoint_file.read_bytes()
     run.checkpoint_file.write_bytes(data[: len(data) // 2])  # truncated, as by a full disk

@@ -23,7 +23,10 @@ import pandas as pd
 import yaml
 
 from .catalog import TASKS
-from .rundir import CONFIG, METRICS, SEED_PREFIX, STATUS
+from adala_bench.store import CONFIG_FILE as CONFIG
+from adala_bench.store import METRICS_FILE as METRICS
+from adala_bench.store import SEED_PREFIX
+from adala_bench.store import STATUS_FILE as STATUS
 
 RUN_COLUMNS = ["run", "task", "family", "model", "optimizer", "hparams", "seed", "state", "reason", "run_dir"]
 LEADING_METRICS = ["epoch", "grad_evals", "wall_s", "lr"]

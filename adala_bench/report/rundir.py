@@ -11,9 +11,6 @@ from typing import Iterable, Mapping
 import yaml
 
 from adala_bench.store import CONFIG_FILE as CONFIG
-from adala_bench.store import METRICS_FILE as METRICS
-from adala_bench.store import SEED_PREFIX
-from adala_bench.store import STATUS_FILE as STATUS
 from adala_bench.store import RunDir, layout_path
 
 SAMPLES = "samples/final.png"
