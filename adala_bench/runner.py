@@ -173,7 +173,8 @@ def _train_locked(cfg: DictConfig, run: RunDir, trainer: Trainer, device: torch.
     else:
         print(f"adala-train: starting {run.path}")
         run.write_config(cfg)
-        run.write_metrics([])
+    # The checkpoint is the record: metrics.jsonl may lag it by an epoch after a crash between the two writes.
+    run.write_metrics(progress.metrics)
     run.write_status(
         "running", reason=None, epochs_done=progress.epoch, started_at=(status or {}).get("started_at") or now_iso(),
         ended_at=None, **provenance(device),

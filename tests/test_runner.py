@@ -103,6 +103,10 @@ def test_resume_after_interruption_equals_an_uninterrupted_run(smoke, tmp_path, 
     status = run.read_status()
     assert status["state"] == "failed" and "interrupted" in status["reason"] and status["epochs_done"] == 2
     assert len(run.read_metrics()) == 2
+    run.write_metrics(run.read_metrics()[:1])  # as a crash between the checkpoint and the metrics write leaves it
+    with pytest.raises(KeyboardInterrupt):
+        train_one(interrupted)  # resumes at epoch 2 and is interrupted again at once
+    assert len(run.read_metrics()) == 2  # the checkpoint's record is written back
 
     monkeypatch.undo()
     assert train_one(interrupted) == "completed"
