@@ -15,9 +15,12 @@ import subprocess
 import sys
 from importlib import metadata
 from pathlib import Path
+from typing import NoReturn
 
 import hydra
 import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from adala_bench import optim
@@ -32,6 +35,11 @@ PACKAGES = ("torch", "torchvision", "hydra-core", "omegaconf", "adabelief-pytorc
 
 class ConfigError(ValueError):
     """Bad input: reported as one line, exit status 2."""
+
+
+class RunBusy(ConfigError):
+    """Another process holds the run. A single run stops; a sweep skips it and goes on, so the same sweep started
+    once per GPU shares out the work."""
 
 
 def choices(group: str) -> list[str]:
@@ -150,7 +158,7 @@ def train_one(cfg: DictConfig) -> str:
     try:
         run.lock()
     except RunStoreError as error:
-        raise ConfigError(str(error)) from None
+        raise RunBusy(str(error)) from None
     try:
         return _train_locked(cfg, run, trainer, device)
     finally:
@@ -202,17 +210,25 @@ def _train_locked(cfg: DictConfig, run: RunDir, trainer: Trainer, device: torch.
 def hydra_main(cfg: DictConfig) -> str:
     try:
         return train_one(cfg)
+    except RunBusy as busy:
+        if HydraConfig.get().mode != RunMode.MULTIRUN:
+            fail(busy)
+        print(f"adala-train: skipping: {busy}")
+        return "busy"
     except ConfigError as error:
-        print(f"adala-train: error: {error}", file=sys.stderr)
-        sys.exit(2)
+        fail(error)
+
+
+def fail(error: Exception) -> NoReturn:
+    print(f"adala-train: error: {error}", file=sys.stderr)
+    sys.exit(2)
 
 
 def main() -> None:
     try:
         check_group_overrides(sys.argv[1:])
     except ConfigError as error:
-        print(f"adala-train: error: {error}", file=sys.stderr)
-        sys.exit(2)
+        fail(error)
     hydra_main()
 
 

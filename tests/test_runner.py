@@ -232,3 +232,21 @@ def test_cli_multirun_sweeps_and_goes_on_past_a_diverged_run(tmp_path, data_root
     states = [json.loads(p.read_text())["state"] for p in sorted((tmp_path / "runs").rglob("status.json"))]
     assert len(states) == 16
     assert states.count("completed") >= 8 and set(states) <= {"completed", "diverged"} and "diverged" in states
+
+
+def test_a_sweep_skips_runs_another_process_holds_and_goes_on(tmp_path, data_root):
+    """The same sweep started twice (say once per GPU) shares the runs out instead of stopping."""
+    from conftest import compose_config
+
+    held = compose_config("profile=smoke", "epochs=1", "task=cifar10_vgg11", "optimizer=sgd", "seed=1",
+                          f"data.root={data_root}", f"results.root={tmp_path}/runs")
+    holder = RunDir(run_path(held)).lock()
+    try:
+        result = run_cli("--multirun", "profile=smoke", "epochs=1", f"data.root={data_root}",
+                         f"results.root={tmp_path}/runs", "task=cifar10_vgg11", "optimizer=sgd", "seed=0,1,2", cwd=tmp_path)
+    finally:
+        holder.unlock()
+    assert result.returncode == 0, result.stderr
+    assert f"adala-train: skipping: run directory {holder.path} is in use by another process" in result.stdout
+    states = {p.parent.name: json.loads(p.read_text())["state"] for p in (tmp_path / "runs").rglob("status.json")}
+    assert states == {"seed=0": "completed", "seed=2": "completed"}
