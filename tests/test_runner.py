@@ -250,3 +250,24 @@ def test_a_sweep_skips_runs_another_process_holds_and_goes_on(tmp_path, data_roo
     assert f"adala-train: skipping: run directory {holder.path} is in use by another process" in result.stdout
     states = {p.parent.name: json.loads(p.read_text())["state"] for p in (tmp_path / "runs").rglob("status.json")}
     assert states == {"seed=0": "completed", "seed=2": "completed"}
+
+
+def test_hydra_submitit_launcher_runs_a_sweep_in_parallel_processes(tmp_path, data_root):
+    """Hydra's submitit launcher, locally (SLURM's sibling, conf/hydra/launcher/slurm_gpu.yaml): two runs at once."""
+    result = run_cli("--multirun", "hydra/launcher=submitit_local", "profile=smoke", "epochs=1", f"data.root={data_root}",
+                     f"results.root={tmp_path}/runs", "task=cifar10_vgg11", "optimizer=sgd,adala", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    states = {p.parent.parent.parent.name: json.loads(p.read_text())["state"] for p in (tmp_path / "runs").rglob("status.json")}
+    assert states == {"sgd": "completed", "adala": "completed"}
+
+
+def test_slurm_launcher_config_asks_one_gpu_per_run():
+    from hydra import compose, initialize_config_dir
+
+    from adala_bench.runner import CONF_DIR
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("config", overrides=["hydra/launcher=slurm_gpu"], return_hydra_config=True)
+    launcher = cfg.hydra.launcher
+    assert launcher._target_ == "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
+    assert (launcher.gpus_per_node, launcher.tasks_per_node) == (1, 1)
