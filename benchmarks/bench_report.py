@@ -25,8 +25,9 @@ import yaml
 from adala_bench.report.catalog import OPTIMIZER_ORDER, TABLES, TASKS, default_reference_dir
 from adala_bench.report.load import RUN_COLUMNS, find_run_dirs, load_runs
 from adala_bench.report.reference import paper_values
-from adala_bench.report.rundir import CONFIG, run_path
+from adala_bench.report.rundir import CONFIG
 from adala_bench.store import METRICS_FILE as METRICS
+from adala_bench.store import layout_path
 from adala_bench.store import STATUS_FILE as STATUS
 from adala_bench.report.select import choose_hparams, run_values
 from adala_bench.report.tables import build_cells, render_latex, render_markdown
@@ -68,7 +69,7 @@ def write_synthetic_runs(root: Path, n_runs: int, epochs: int, seed: int = 0) ->
         family = TASKS[task].family.name
         state = rng.choice(["completed", "diverged", "running"], p=[0.97, 0.02, 0.01])
         records = synthetic_curves(family, epochs, rng, 391 * (2 if optimizer == "adala" else 1))
-        path = run_path(root, task, optimizer, "default", i // len(cells))
+        path = layout_path(root, task, optimizer, "default", i // len(cells))
         path.mkdir(parents=True, exist_ok=True)
         (path / METRICS).write_text("".join(json.dumps(r) + "\n" for r in records))
         (path / STATUS).write_text(json.dumps({"state": str(state), "reason": None, "epochs_done": epochs}))

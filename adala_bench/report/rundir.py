@@ -16,10 +16,6 @@ from adala_bench.store import RunDir, layout_path
 SAMPLES = "samples/final.png"
 
 
-def run_path(runs_dir: Path, task: str, optimizer: str, hparams: str, seed: int) -> Path:
-    return layout_path(runs_dir, task, optimizer, hparams, seed)
-
-
 def write_run(
     runs_dir: Path,
     task: str,
@@ -36,7 +32,7 @@ def write_run(
 ) -> Path:
     """Write one run directory through the run store; `epochs` are the metrics.jsonl records in order."""
     records = list(epochs)
-    run = RunDir(run_path(runs_dir, task, optimizer, hparams, seed))
+    run = RunDir(layout_path(runs_dir, task, optimizer, hparams, seed))
     run.path.mkdir(parents=True, exist_ok=True)
     config = {
         "task": {"name": task, "family": family, "model": model},
