@@ -66,6 +66,18 @@ def test_adala_counts_two_gradient_evaluations_per_step(smoke):
     assert row["step"] == 8 and row["grad_evals"] == 16
 
 
+def test_validation_split_is_held_out_and_logged(smoke):
+    cfg = smoke("task=cifar10_vgg11", "optimizer=sgd", "epochs=1", "data.val_size=64")
+    assert train_one(cfg) == "completed"
+    (row,) = RunDir(run_path(cfg)).read_metrics()
+    assert row["step"] == (256 - 64) // 32  # the held-out images are not trained on
+    assert {"val_loss", "val_acc"} <= set(row) and 0.0 <= row["val_acc"] <= 100.0
+    assert row["val_acc"] * 64 / 100 == pytest.approx(round(row["val_acc"] * 64 / 100))  # a count out of 64 images
+
+    with pytest.raises(ConfigError, match="data.val_size=256 leaves no training images"):
+        train_one(smoke("task=cifar10_vgg11", "optimizer=sgd", "data.val_size=256"))
+
+
 def test_run_directory_is_named_from_the_resolved_config(smoke, tmp_path):
     a = run_path(smoke("task=cifar10_vgg11", "optimizer=adam", "seed=3"))
     assert a.parent.parent.parent.name == "cifar10_vgg11" and a.parent.parent.name == "adam" and a.name == "seed=3"

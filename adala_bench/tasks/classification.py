@@ -14,6 +14,7 @@ from omegaconf import DictConfig
 from torch import nn
 from torch.nn import functional as F
 
+from adala_bench.data import DataError
 from adala_bench.data.augment import ImageBatcher
 from adala_bench.data.cifar10 import ensure_synthetic_cifar10, load_cifar10
 from adala_bench.models import build_model
@@ -27,6 +28,9 @@ class Cifar10Classification:
         data = load_cifar10_for(cfg)
         train_images, train_labels = data.train_images, data.train_labels
         self.val = None
+        if cfg.data.val_size >= len(train_labels):
+            raise DataError(f"data.val_size={cfg.data.val_size} leaves no training images; it must be below the "
+                            f"{len(train_labels)} training images")
         if cfg.data.val_size > 0:
             order = torch.randperm(len(train_labels), generator=torch.Generator().manual_seed(VALIDATION_SPLIT_SEED))
             val_index, train_index = order[: cfg.data.val_size], order[cfg.data.val_size :]
