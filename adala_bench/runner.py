@@ -134,10 +134,8 @@ def train_one(cfg: DictConfig) -> str:
 
     device = validate(cfg)
     run = RunDir(run_path(cfg))
-    status = run.read_status()
-    if status and status["state"] in FINAL_STATES:
-        print(f"adala-train: {run.path} is already {status['state']}; nothing to do")
-        return status["state"]
+    if state := final_state(run):
+        return state
 
     seed_everything(cfg.seed)
     if device.type == "cuda":
@@ -165,11 +163,19 @@ def train_one(cfg: DictConfig) -> str:
         run.unlock()
 
 
-def _train_locked(cfg: DictConfig, run: RunDir, trainer: Trainer, device: torch.device) -> str:
-    status = run.read_status()  # again, under the lock: another process may have finished it meanwhile
+def final_state(run: RunDir) -> str | None:
+    """The run's state if it is finished (completed or diverged), saying so; None if there is work to do."""
+    status = run.read_status()
     if status and status["state"] in FINAL_STATES:
         print(f"adala-train: {run.path} is already {status['state']}; nothing to do")
         return status["state"]
+    return None
+
+
+def _train_locked(cfg: DictConfig, run: RunDir, trainer: Trainer, device: torch.device) -> str:
+    if state := final_state(run):  # again, under the lock: another process may have finished it meanwhile
+        return state
+    status = run.read_status()
     try:
         checkpoint = run.load_checkpoint()
     except RunStoreError as error:
