@@ -20,9 +20,9 @@ torch.set_num_threads(1)
 os.environ["OMP_NUM_THREADS"] = "1"
 
 
-def compose_config(*overrides: str):
+def compose_config(*overrides: str, return_hydra_config: bool = False):
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return compose("config", overrides=list(overrides))
+        return compose("config", overrides=list(overrides), return_hydra_config=return_hydra_config)
 
 
 @pytest.fixture(scope="session")

@@ -6,9 +6,7 @@ import pytest
 import torch
 
 from adala_bench import optim
-from hydra import compose, initialize_config_dir
-
-from adala_bench.runner import CONF_DIR, choices, optimizer_hparams
+from adala_bench.runner import choices, optimizer_hparams
 
 from conftest import compose_config
 
@@ -64,8 +62,7 @@ def test_smoke_profile_is_tiny_cpu_and_synthetic():
 
 
 def test_table2_experiment_sweeps_all_models_and_optimizers():
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose("config", overrides=["+experiment=table2"], return_hydra_config=True)
+    cfg = compose_config("+experiment=table2", return_hydra_config=True)
     params = cfg.hydra.sweeper.params
     assert sorted(params.task.split(",")) == TASKS
     assert sorted(params.optimizer.split(",")) == sorted(optim.OPTIMIZER_NAMES)

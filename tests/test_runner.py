@@ -274,12 +274,9 @@ def test_hydra_submitit_launcher_runs_a_sweep_in_parallel_processes(tmp_path, da
 
 
 def test_slurm_launcher_config_asks_one_gpu_per_run():
-    from hydra import compose, initialize_config_dir
+    from conftest import compose_config
 
-    from adala_bench.runner import CONF_DIR
-
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose("config", overrides=["hydra/launcher=slurm_gpu"], return_hydra_config=True)
+    cfg = compose_config("hydra/launcher=slurm_gpu", return_hydra_config=True)
     launcher = cfg.hydra.launcher
     assert launcher._target_ == "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
     assert (launcher.gpus_per_node, launcher.tasks_per_node) == (1, 1)
