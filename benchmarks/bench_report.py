@@ -22,10 +22,10 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from adala_bench.report.catalog import OPTIMIZER_ORDER, TABLES, TASKS, default_reference_dir
+from adala_bench.catalog import OPTIMIZER_ORDER, TABLES, TASKS, default_reference_dir
 from adala_bench.report.load import RUN_COLUMNS, find_run_dirs, load_runs
 from adala_bench.report.reference import paper_values
-from adala_bench.report.rundir import CONFIG
+from adala_bench.store import CONFIG_FILE as CONFIG
 from adala_bench.store import METRICS_FILE as METRICS
 from adala_bench.store import layout_path
 from adala_bench.store import STATUS_FILE as STATUS

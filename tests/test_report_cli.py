@@ -2,7 +2,7 @@ import pandas as pd
 import pytest
 
 from adala_bench.report.cli import main
-from adala_bench.report.rundir import write_run
+from run_fixtures import write_run
 
 TABLE_FILES = [f"{t}.{ext}" for t in ("table2", "table3", "table4") for ext in ("md", "tex", "csv")]
 OTHER_FILES = ["adala_vs_adabelief.md", "adala_vs_adabelief.csv", "compute_matched.md", "compute_matched.csv",

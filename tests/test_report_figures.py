@@ -9,7 +9,8 @@ from matplotlib.image import imread, imsave
 from adala_bench.report.figures import COLOURS, colour, curve_figure, fid_figure, sample_grid_figure, write_figures
 from adala_bench.report.load import load_runs
 from adala_bench.report.reference import paper_values, published_curves
-from adala_bench.report.rundir import SAMPLES, write_run
+from adala_bench.store import SAMPLES_FILE as SAMPLES
+from run_fixtures import write_run
 from adala_bench.report.select import choose_hparams, run_values
 
 REFERENCE = Path(__file__).resolve().parents[1] / "results" / "reference"

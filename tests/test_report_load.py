@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from adala_bench.report.load import RUN_COLUMNS, find_run_dirs, load_runs
-from adala_bench.report.rundir import write_run
+from run_fixtures import write_run
 from adala_bench.store import METRICS_FILE as METRICS
 from adala_bench.store import STATUS_FILE as STATUS
 

@@ -5,7 +5,7 @@ import pytest
 
 from adala_bench.report.load import load_runs
 from adala_bench.report.matched import compute_matched, render_matched_markdown
-from adala_bench.report.rundir import write_run
+from run_fixtures import write_run
 from adala_bench.report.select import choose_hparams, run_values
 
 

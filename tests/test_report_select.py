@@ -3,7 +3,7 @@ import math
 import pytest
 
 from adala_bench.report.load import load_runs
-from adala_bench.report.rundir import write_run
+from run_fixtures import write_run
 from adala_bench.report.select import choose_hparams, run_values
 
 

@@ -7,7 +7,7 @@ from scipy import stats as sp
 
 from adala_bench.report.load import load_runs
 from adala_bench.report.reference import paper_values
-from adala_bench.report.rundir import write_run
+from run_fixtures import write_run
 from adala_bench.report.select import choose_hparams, run_values
 from adala_bench.report.stats import adala_vs_adabelief, render_comparison_markdown, welch
 from adala_bench.report.tables import build_cells

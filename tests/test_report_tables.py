@@ -6,10 +6,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from adala_bench.report.catalog import OPTIMIZER_LABELS, TABLES
+from adala_bench.catalog import OPTIMIZER_LABELS, TABLES
 from adala_bench.report.load import load_runs
 from adala_bench.report.reference import paper_values
-from adala_bench.report.rundir import write_run
+from run_fixtures import write_run
 from adala_bench.report.select import choose_hparams, run_values
 from adala_bench.report.tables import build_cells, latex_escape, render_latex, render_markdown, render_missing
 

@@ -1,5 +1,6 @@
 """The report: run directories -> the paper's Tables 2-4, AdaLA-vs-AdaBelief statistics, the compute-matched
-view and the figures (`adala-report`, see cli.py).
+view and the figures (`adala-report`, see cli.py). Tasks, tables and the paper's row order come from
+adala_bench.catalog; the run directory format from adala_bench.store.
 
     load       run directories -> one long DataFrame (one row per run and epoch)
     select     selection rules (paper, clean) -> one value per run; which runs each cell averages
@@ -8,6 +9,4 @@ view and the figures (`adala-report`, see cli.py).
     matched    the compute-matched view (same gradient evaluations, same wall time)
     figures    curves, GAN sample grids, FID plots
     reference  the paper's numbers and the published curves (results/reference)
-    catalog    tasks, tables, metrics and the paper's row order
-    rundir     the run directory format, and a writer for fixtures and benchmarks
 """

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .catalog import TABLES, default_reference_dir
+from adala_bench.catalog import TABLES, default_reference_dir
 from .figures import X_AXES, write_figures
 from .load import load_runs
 from .matched import compute_matched, render_matched_markdown

@@ -18,8 +18,8 @@ from matplotlib.image import imread
 from matplotlib.lines import Line2D
 from matplotlib.ticker import ScalarFormatter
 
-from .catalog import TASKS, optimizer_label, optimizer_rows
-from .rundir import SAMPLES
+from adala_bench.catalog import TASKS, optimizer_label, optimizer_rows
+from adala_bench.store import SAMPLES_FILE as SAMPLES
 
 X_AXES = {"epoch": "epoch", "grad_evals": "gradient evaluations", "wall_s": "wall time (s)"}
 

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from .catalog import TASKS
+from adala_bench.catalog import TASKS
 from adala_bench.store import CONFIG_FILE as CONFIG
 from adala_bench.store import METRICS_FILE as METRICS
 from adala_bench.store import SEED_PREFIX

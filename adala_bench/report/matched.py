@@ -11,7 +11,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from .catalog import TASKS, optimizer_label, optimizer_rows
+from adala_bench.catalog import TASKS, optimizer_label, optimizer_rows
 from .select import run_values
 
 BUDGETS = {"grad_evals": "gradient evaluations", "wall_s": "wall seconds"}

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .catalog import TASKS
+from adala_bench.catalog import TASKS
 
 PAPER_TABLES = "paper_tables.csv"
 PUBLISHED_CURVES = {

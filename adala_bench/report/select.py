@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .catalog import FAMILIES, TASKS, Family
+from adala_bench.catalog import FAMILIES, TASKS, Family
 from .load import RUN_COLUMNS
 
 RULES = ("paper", "clean")

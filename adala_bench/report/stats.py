@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .catalog import TABLES, table_family, table_tasks
+from adala_bench.catalog import TABLES, table_family, table_tasks
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ import re
 import numpy as np
 import pandas as pd
 
-from .catalog import TABLES, optimizer_label, optimizer_rows, table_family, table_tasks
+from adala_bench.catalog import TABLES, optimizer_label, optimizer_rows, table_family, table_tasks
 from .select import rule_description
 
 CELL_COLUMNS = [
