@@ -31,25 +31,9 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
+from .common import check_hparams, group_tensors, params_with_grad
+
 RESIDUALS = ("lookahead", "ema")
-
-
-def check_hparams(*, lr: float | None = None, betas: Iterable[float] | None = None,
-                  eps: float | None = None, weight_decay: float | None = None) -> None:
-    """Raise ValueError naming the first value outside torch.optim's ranges (None: not checked)."""
-    if lr is not None and not lr >= 0:
-        raise ValueError(f"invalid lr {lr!r}: must be >= 0")
-    if betas is not None:
-        betas = tuple(betas)
-        if len(betas) != 2:
-            raise ValueError(f"invalid betas {betas!r}: must be a pair (beta1, beta2)")
-        for index, beta in enumerate(betas):
-            if not 0.0 <= beta < 1.0:
-                raise ValueError(f"invalid betas[{index}] {beta!r}: must be in [0, 1)")
-    if eps is not None and not eps >= 0:
-        raise ValueError(f"invalid eps {eps!r}: must be >= 0")
-    if weight_decay is not None and not weight_decay >= 0:
-        raise ValueError(f"invalid weight_decay {weight_decay!r}: must be >= 0")
 
 
 _OP_NAMES = ("add_", "addcdiv_", "addcmul_", "copy_", "lerp_", "mul_", "sqrt_", "sub_")
@@ -193,28 +177,20 @@ class AdaLA(Optimizer):
     def _batches(self, group: dict[str, Any]) -> list[_Batch]:
         """Start the step of every parameter with a gradient and bucket the tensors by shared scalars."""
         ops = PER_TENSOR_OPS if group["foreach"] is False else FOREACH_OPS
-        batches: dict[tuple[Any, ...], _Batch] = {}
-        for p in group["params"]:
-            if p.grad is None:
-                continue
-            if p.grad.is_sparse:
-                raise RuntimeError("AdaLA does not support sparse gradients")
+        params = params_with_grad(group, "AdaLA")
+        for p in params:
             state = self.state[p]
             if not state:
                 state["step"] = 0
                 state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
                 state["exp_avg_var"] = torch.zeros_like(p, memory_format=torch.preserve_format)
             state["step"] += 1
-            key = (p.device, p.dtype, state["step"])
-            batch = batches.setdefault(key, _Batch(group, state["step"], ops))
-            batch.params.append(p)
-            batch.grads.append(p.grad)
-            batch.exp_avgs.append(state["exp_avg"])
-            batch.exp_avg_vars.append(state["exp_avg_var"])
-            batch.works.append(self._scratch(self._works, p))
-            if self.requires_closure:
-                batch.backups.append(self._scratch(self._backups, p))
-        return list(batches.values())
+        states = [self.state[p] for p in params]
+        tensors = [params, [p.grad for p in params], [s["exp_avg"] for s in states], [s["exp_avg_var"] for s in states],
+                   [self._scratch(self._works, p) for p in params]]
+        if self.requires_closure:
+            tensors.append([self._scratch(self._backups, p) for p in params])
+        return [_Batch(group, step, ops, *lists) for step, lists in group_tensors(tensors, [s["step"] for s in states])]
 
     @staticmethod
     def _scratch(buffers: dict[Tensor, Tensor], p: Tensor) -> Tensor:

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
-from .adala import check_hparams
+from .common import check_hparams, group_tensors, params_with_grad
 
 
 class Fromage(Optimizer):
@@ -30,23 +30,10 @@ class Fromage(Optimizer):
             with torch.enable_grad():
                 loss = closure()
         for group in self.param_groups:
-            for params, grads in self._batches(group).values():
-                self._update(group["lr"], params, grads)
+            params = params_with_grad(group, "Fromage")
+            for _, (same_params, grads) in group_tensors([params, [p.grad for p in params]]):
+                self._update(group["lr"], same_params, grads)
         return loss
-
-    @staticmethod
-    def _batches(group: dict[str, Any]) -> dict[tuple[Any, ...], tuple[list[Tensor], list[Tensor]]]:
-        """Tensors with a gradient, bucketed by (device, dtype) for the foreach ops."""
-        batches: dict[tuple[Any, ...], tuple[list[Tensor], list[Tensor]]] = {}
-        for p in group["params"]:
-            if p.grad is None:
-                continue
-            if p.grad.is_sparse:
-                raise RuntimeError("Fromage does not support sparse gradients")
-            params, grads = batches.setdefault((p.device, p.dtype), ([], []))
-            params.append(p)
-            grads.append(p.grad)
-        return batches
 
     @staticmethod
     def _update(lr: float, params: list[Tensor], grads: list[Tensor]) -> None:

@@ -24,7 +24,7 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
-from .adala import check_hparams
+from .common import check_hparams, group_tensors, params_with_grad
 
 
 class MSVAG(Optimizer):
@@ -45,18 +45,14 @@ class MSVAG(Optimizer):
             with torch.enable_grad():
                 loss = closure()
         for group in self.param_groups:
-            for (_device, _dtype, step), tensors in self._batches(group).items():
+            for step, tensors in self._batches(group):
                 _update(group, step, *tensors)
         return loss
 
-    def _batches(self, group: dict[str, Any]) -> dict[tuple[Any, ...], tuple[list[Tensor], ...]]:
+    def _batches(self, group: dict[str, Any]) -> list[tuple[int, list[list[Tensor]]]]:
         """Advance the step count and bucket tensors by (device, dtype, step), whose scalars are shared."""
-        batches: dict[tuple[Any, ...], tuple[list[Tensor], ...]] = {}
-        for p in group["params"]:
-            if p.grad is None:
-                continue
-            if p.grad.is_sparse:
-                raise RuntimeError("MSVAG does not support sparse gradients")
+        params = params_with_grad(group, "MSVAG")
+        for p in params:
             state = self.state[p]
             if not state:
                 state["step"] = 0
@@ -65,10 +61,10 @@ class MSVAG(Optimizer):
             state["step"] += 1
             if p not in self._works:
                 self._works[p] = torch.empty_like(p, memory_format=torch.preserve_format)
-            lists = batches.setdefault((p.device, p.dtype, state["step"]), ([], [], [], [], []))
-            for tensors, tensor in zip(lists, (p, p.grad, state["exp_avg"], state["exp_avg_sq"], self._works[p])):
-                tensors.append(tensor)
-        return batches
+        states = [self.state[p] for p in params]
+        tensors = [params, [p.grad for p in params], [s["exp_avg"] for s in states], [s["exp_avg_sq"] for s in states],
+                   [self._works[p] for p in params]]
+        return group_tensors(tensors, [s["step"] for s in states])
 
 
 def _update(group: dict[str, Any], step: int, params: list[Tensor], grads: list[Tensor], exp_avgs: list[Tensor],
