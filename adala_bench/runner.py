@@ -5,6 +5,9 @@
 
 A finished run is skipped, an interrupted one resumes from its checkpoint, a diverged one is recorded and the
 sweep goes on. Bad input stops with one line on stderr and exit status 2.
+
+The runner reads the config once: it validates it, builds the task (tasks.build_task) and the trainer, and hands
+each epoch's progress and state from the trainer to the run directory (store.RunDir), which writes every file.
 """
 
 from __future__ import annotations
@@ -21,15 +24,15 @@ import hydra
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
-from adala_bench import optim
-from adala_bench.store import FINAL_STATES, RunDir, RunStoreError, now_iso, run_path
-from adala_bench.trainer import LOOKAHEAD_BATCHES, Progress, Schedule, Trainer, seed_everything
+from adala_bench.catalog import TASKS
+from adala_bench.store import FINAL_STATES, RunDir, RunStoreError, run_path
+from adala_bench.trainer import Diverged, OptimizerSpec, Progress, Schedule, Trainer, TrainerSettings, seed_everything
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
-DATA_SOURCES = ("real", "synthetic")
-TRAINER_KEYS = ("name", "lookahead_batch")  # optimizer config keys that are not constructor arguments
+# Optimizer config keys that are not constructor arguments (lookahead_batch: the deprecated alias, see below).
+NOT_HPARAMS = ("name", "lookahead_batch")
 PACKAGES = ("torch", "torchvision", "hydra-core", "omegaconf", "adabelief-pytorch", "adabound", "torch-optimizer", "adala-bench")
 
 
@@ -53,8 +56,23 @@ def check_group_overrides(argv: list[str]) -> None:
         if sep and key.lstrip("+~") in ("task", "optimizer", "profile"):
             group = key.lstrip("+~")
             for choice in value.split(","):
+                if group == "task" and choice in TASKS and not TASKS[choice].built:
+                    raise ConfigError(f"task {choice!r} ({TASKS[choice].family.table}) is not built yet; "
+                                      f"built: {', '.join(choices(group))}")
                 if choice not in choices(group):
                     raise ConfigError(f"unknown {group} {choice!r}; allowed: {', '.join(choices(group))}")
+
+
+def apply_aliases(cfg: DictConfig) -> None:
+    """`optimizer.lookahead_batch` is the old spelling of `trainer.lookahead_batch`: honour it, say so in one line."""
+    alias = cfg.optimizer.get("lookahead_batch")
+    if alias is None:
+        return
+    print(f"adala-train: warning: optimizer.lookahead_batch is deprecated; use trainer.lookahead_batch={alias}",
+          file=sys.stderr)
+    with open_dict(cfg):
+        cfg.trainer.lookahead_batch = alias
+        cfg.optimizer.lookahead_batch = None
 
 
 def resolve_device(name: str) -> torch.device:
@@ -71,32 +89,36 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def optimizer_hparams(cfg: DictConfig) -> dict:
+def optimizer_spec(cfg: DictConfig) -> OptimizerSpec:
     hparams = OmegaConf.to_container(cfg.optimizer, resolve=True)
-    return {key: value for key, value in hparams.items() if key not in TRAINER_KEYS}
+    return OptimizerSpec(cfg.optimizer.name, {key: value for key, value in hparams.items() if key not in NOT_HPARAMS})
 
 
-def validate(cfg: DictConfig) -> torch.device:
-    """Check everything that can be checked before any file is written."""
+def trainer_settings(cfg: DictConfig) -> TrainerSettings:
+    return TrainerSettings(lookahead_batch=cfg.trainer.lookahead_batch, clip_grad_norm=cfg.task.get("clip_grad_norm"))
+
+
+def validate(cfg: DictConfig) -> tuple[torch.device, OptimizerSpec, TrainerSettings]:
+    """Check everything that can be checked before any file is written (the data is checked as it loads)."""
     for key in ("epochs", "batch_size"):
         value = cfg[key]
         if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
             raise ConfigError(f"{key}={value!r} is not allowed; it must be a positive integer")
     if not isinstance(cfg.seed, int) or cfg.seed < 0:
         raise ConfigError(f"seed={cfg.seed!r} is not allowed; it must be a non-negative integer")
-    if cfg.data.source not in DATA_SOURCES:
-        raise ConfigError(f"data.source={cfg.data.source!r} is not allowed; allowed: {', '.join(DATA_SOURCES)}")
     if not isinstance(cfg.data.val_size, int) or cfg.data.val_size < 0:
         raise ConfigError(f"data.val_size={cfg.data.val_size!r} is not allowed; it must be an integer ≥ 0")
-    lookahead_batch = cfg.optimizer.get("lookahead_batch", "next")
-    if lookahead_batch not in LOOKAHEAD_BATCHES:
-        raise ConfigError(f"optimizer.lookahead_batch={lookahead_batch!r} is not allowed; allowed: {', '.join(LOOKAHEAD_BATCHES)}")
+    try:
+        settings = trainer_settings(cfg)
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+    spec = optimizer_spec(cfg)
     try:  # the registry validates names and values the same way for every optimizer
-        optim.build(cfg.optimizer.name, [torch.zeros(1, requires_grad=True)], **optimizer_hparams(cfg))
+        spec.build([torch.zeros(1, requires_grad=True)])
     except (ValueError, TypeError) as error:
         raise ConfigError(f"optimizer {cfg.optimizer.name}: {error}") from None
     check_writable(Path(cfg.results.root))
-    return resolve_device(cfg.device)
+    return resolve_device(cfg.device), spec, settings
 
 
 def check_writable(root: Path) -> None:
@@ -132,7 +154,8 @@ def train_one(cfg: DictConfig) -> str:
     from adala_bench.data import DataError
     from adala_bench.tasks import build_task
 
-    device = validate(cfg)
+    apply_aliases(cfg)
+    device, spec, settings = validate(cfg)
     run = RunDir(run_path(cfg))
     if state := final_state(run):
         return state
@@ -144,13 +167,12 @@ def train_one(cfg: DictConfig) -> str:
         task = build_task(cfg, device)
     except DataError as error:
         raise ConfigError(str(error)) from None
-    optimizer = optim.build(cfg.optimizer.name, task.model.parameters(), **optimizer_hparams(cfg))
     trainer = Trainer(
-        task, optimizer,
+        task, {player: spec for player in task.players},  # a GAN's two networks use the same optimizer, as the reference
         epochs=cfg.epochs,
         schedule=Schedule(list(cfg.task.schedule.milestones), cfg.task.schedule.gamma),
         device=device,
-        lookahead_batch=cfg.optimizer.get("lookahead_batch", "next"),
+        settings=settings,
     )
 
     try:
@@ -175,41 +197,31 @@ def final_state(run: RunDir) -> str | None:
 def _train_locked(cfg: DictConfig, run: RunDir, trainer: Trainer, device: torch.device) -> str:
     if state := final_state(run):  # again, under the lock: another process may have finished it meanwhile
         return state
-    status = run.read_status()
     try:
         checkpoint = run.load_checkpoint()
     except RunStoreError as error:
-        run.write_status("failed", reason=str(error), ended_at=now_iso())
+        run.finish("failed", reason=str(error))
         raise ConfigError(str(error)) from None
     progress = trainer.load_state_dict(checkpoint) if checkpoint else Progress()
-    if checkpoint:
-        print(f"adala-train: resuming {run.path} at epoch {progress.epoch}")
-    else:
-        print(f"adala-train: starting {run.path}")
-        run.write_config(cfg)
-    # The checkpoint is the record: metrics.jsonl may lag it by an epoch after a crash between the two writes.
-    run.write_metrics(progress.metrics)
-    run.write_status(
-        "running", reason=None, epochs_done=progress.epoch, started_at=(status or {}).get("started_at") or now_iso(),
-        ended_at=None, **provenance(device),
-    )
-    trainer.on_epoch_end = lambda p: run.write_status("running", epochs_done=p.epoch)
+    print(f"adala-train: {'resuming' if checkpoint else 'starting'} {run.path}"
+          + (f" at epoch {progress.epoch}" if checkpoint else ""))
+    run.start(cfg, progress.metrics, **provenance(device))
     try:
-        outcome = trainer.fit(run, progress)
+        for progress, state in trainer.fit(progress):
+            run.record_epoch(progress.metrics, state)
+    except Diverged as diverged:
+        at = {"epoch": diverged.epoch, "step": diverged.step}
+        run.finish("diverged", reason=f"non-finite loss at epoch {at['epoch']}, step {at['step']}", diverged_at=at)
+        print(f"adala-train: {run.path} diverged at epoch {at['epoch']}, step {at['step']}")
+        return "diverged"
     except BaseException as error:
         reason = "interrupted" if isinstance(error, KeyboardInterrupt) else f"{type(error).__name__}: {error}"
-        run.write_status("failed", reason=f"{reason}; re-run to resume from the last checkpoint", ended_at=now_iso())
+        run.finish("failed", reason=f"{reason}; re-run to resume from the last checkpoint")
         raise
-    if outcome.state == "diverged":
-        at = outcome.diverged_at
-        run.write_status("diverged", reason=f"non-finite loss at epoch {at['epoch']}, step {at['step']}",
-                         diverged_at=at, ended_at=now_iso())
-        print(f"adala-train: {run.path} diverged at epoch {at['epoch']}, step {at['step']}")
-    else:
-        run.write_status("completed", reason=None, epochs_done=outcome.progress.epoch, ended_at=now_iso())
-        last = outcome.progress.metrics[-1]
-        print(f"adala-train: {run.path} completed: " + ", ".join(f"{k}={v:.4g}" for k, v in last.items() if "test" in k))
-    return outcome.state
+    run.finish("completed", epochs_done=progress.epoch)
+    last = progress.metrics[-1]
+    print(f"adala-train: {run.path} completed: " + ", ".join(f"{k}={v:.4g}" for k, v in last.items() if "test" in k))
+    return "completed"
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")

@@ -7,7 +7,10 @@ A run is identified by its resolved config, not by a timestamp:
         metrics.jsonl   one JSON object per finished epoch
         status.json     state (running | completed | diverged | failed), reason, provenance
         checkpoint.pt   everything needed to resume (+ checkpoint.pt.sha256)
+        samples/        generated images (GAN tasks): epoch_XXX.png, final.png
 
+`RunDir` is the one owner of these files: the runner hands it the config, and after every epoch the trainer's
+progress and state to save (`start`, `record_epoch`, `finish`); nothing else writes into a run directory.
 Every file is written atomically (temp file + rename), so a crash never leaves a half-written file behind, and
 an exclusive lock keeps two processes out of the same run directory.
 """
@@ -28,6 +31,8 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 CONFIG_FILE, METRICS_FILE, STATUS_FILE, CHECKPOINT_FILE = "config.yaml", "metrics.jsonl", "status.json", "checkpoint.pt"
+SAMPLES_DIR = "samples"
+SAMPLES_FILE = f"{SAMPLES_DIR}/final.png"
 SEED_PREFIX = "seed="
 STATES = ("running", "completed", "diverged", "failed")
 FINAL_STATES = ("completed", "diverged")
@@ -40,6 +45,25 @@ class RunStoreError(RuntimeError):
     """A run directory that cannot be used as it is (busy, corrupt checkpoint)."""
 
 
+def run_identity(cfg: DictConfig) -> dict[str, Any]:
+    """The resolved config as far as it decides what a run computes.
+
+    `trainer.lookahead_batch` counts only for an optimizer that takes the look-ahead closure (its config has a
+    `lookahead_batch` key), and it is spelled where it stood before the trainer group existed
+    (`optimizer.lookahead_batch`), so run directories made then keep their names.
+    """
+    identity = OmegaConf.to_container(cfg, resolve=True)
+    trainer = identity.pop("trainer", {})
+    lookahead_batch = trainer.pop("lookahead_batch", "next")
+    if "lookahead_batch" in identity["optimizer"]:
+        identity["optimizer"]["lookahead_batch"] = lookahead_batch
+    if trainer:
+        identity["trainer"] = trainer
+    for dotted in NON_IDENTITY_KEYS:
+        _drop(identity, dotted)
+    return identity
+
+
 def hparam_tag(cfg: DictConfig) -> str:
     """A readable, deterministic name for everything but task, optimizer and seed.
 
@@ -47,11 +71,8 @@ def hparam_tag(cfg: DictConfig) -> str:
     schedule, data source, width, ...) enters an 8-hex digest, so two runs share a directory only if they would
     compute the same thing.
     """
-    hparams = OmegaConf.to_container(cfg.optimizer, resolve=True)
-    readable = "-".join(f"{key}{_short(value)}" for key, value in hparams.items() if key != "name")
-    identity = OmegaConf.to_container(cfg, resolve=True)
-    for dotted in NON_IDENTITY_KEYS:
-        _drop(identity, dotted)
+    identity = run_identity(cfg)
+    readable = "-".join(f"{key}{_short(value)}" for key, value in identity["optimizer"].items() if key != "name")
     digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:8]
     return f"{readable}-{digest}" if readable else digest
 
@@ -167,6 +188,29 @@ class RunDir:
         if not self.metrics_file.exists():
             return []
         return [json.loads(line) for line in self.metrics_file.read_text().splitlines() if line.strip()]
+
+    # -- a run's life: start, one record per epoch, finish -----------------------------------------------------------
+    def start(self, cfg: DictConfig, metrics: list[Mapping[str, Any]], **provenance: Any) -> dict[str, Any]:
+        """Mark the run running. A new run gets its config; a resumed one gets the checkpoint's metrics back, so
+        metrics.jsonl never lags the checkpoint (a crash between the two writes of an epoch can leave it so)."""
+        status = self.read_status()
+        if not self.config_file.exists():
+            self.write_config(cfg)
+        self.write_metrics(metrics)
+        return self.write_status(
+            "running", reason=None, epochs_done=len(metrics), ended_at=None,
+            started_at=(status or {}).get("started_at") or now_iso(), **provenance,
+        )
+
+    def record_epoch(self, metrics: list[Mapping[str, Any]], checkpoint: Mapping[str, Any]) -> None:
+        """After an epoch: the checkpoint first (it is the record a resume starts from), then metrics and status."""
+        self.save_checkpoint(checkpoint)
+        self.write_metrics(metrics)
+        self.write_status("running", epochs_done=len(metrics))
+
+    def finish(self, state: str, reason: str | None = None, **fields: Any) -> dict[str, Any]:
+        """The run's end: completed, diverged (both final) or failed (re-running resumes)."""
+        return self.write_status(state, reason=reason, ended_at=now_iso(), **fields)
 
     # -- checkpoint -----------------------------------------------------------------------------------------------
     def save_checkpoint(self, state: Mapping[str, Any]) -> None:

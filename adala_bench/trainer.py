@@ -1,73 +1,139 @@
-"""The generic training loop: lr schedule, the optimizer-closure protocol, evaluation, metrics, checkpoints.
+"""The generic training loop, shared by every task family: lr schedule, the look-ahead closure, clipping, evaluation,
+divergence, and the state a checkpoint needs. It computes and returns; the run store writes (store.RunDir).
 
-Tasks supply models, batches, a loss and an evaluation (see `Task`); the trainer owns everything else, so every task
-and every optimizer share one code path. An optimizer that asks for a closure (`requires_closure`, AdaLA) gets one
-that evaluates the loss on the look-ahead minibatch at the optimizer's current (tentative) parameters, with the
-model's buffers (BatchNorm statistics) put back as they were afterwards (ADALA.md).
+A task (the workload: models, data, loss, evaluation) gives the trainer this surface (`Task` below):
+
+- `players`: the (model, optimizer) pairs, by name. Each `Player` is one module whose parameters one optimizer
+  updates, and an optional `after_step` hook run after that optimizer's real step (never inside a look-ahead):
+  classification and PTB have one player, "model"; a GAN has "critic" and "generator".
+- `train_batches(epoch)`: the epoch's minibatches, random access, a function of (seed, epoch) only, so resume and
+  the look-ahead batch are exact.
+- `moves(batches, index)`: the optimizer steps of batch `index`, in order, each a `Move`: which player steps, g_t's
+  minibatch, the minibatch `lookahead_batch=next` evaluates g' on (the task's "next one": classification and PTB
+  the following batch, wrapping at the end of the epoch), and a per-step lr factor (PTB: seq_len / 70).
+- `initial_carry()` and the `carry` argument of `loss`: the state a stateful task carries from batch to batch
+  (PTB's hidden state), reset at the start of every epoch; None for stateless tasks. The trainer detaches it.
+- `loss(player, batch, carry) -> Loss`: a training-mode forward at the current parameters: the value to
+  back-propagate, per-batch sums for the epoch's metrics, the outgoing carry.
+- `summarize_train(sums)` and `evaluate()`: the epoch's metrics.
+- optionally `switch_optimizer(epoch, rows, specs)`: optimizers to replace after this epoch (PTB: SGD → ASGD), as
+  {player: OptimizerSpec}; the replacement is recorded in that epoch's metrics row and carried by the checkpoint.
+
+The look-ahead closure protocol lives here, once (ADALA.md): an optimizer that asks for a closure (AdaLA) gets one
+that zeroes the gradients, evaluates the player's loss at the tentative parameters on the look-ahead minibatch
+(`next` or `same`), starting from the same incoming carry and discarding its outgoing one, back-propagates, clips g'
+exactly as g, and puts every model's buffers (BatchNorm statistics) back as they were. The per-step lr factor is
+in the param groups while the optimizer steps, so it scales the tentative step too.
 """
 
 from __future__ import annotations
 
 import random
 import time
-from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
 
 import numpy as np
 import torch
-from torch import nn
+from torch import Tensor, nn
+from torch.utils._pytree import tree_map
 
-from adala_bench.optim import needs_closure
-from adala_bench.store import RunDir
+from adala_bench import optim
 
 LOOKAHEAD_BATCHES = ("next", "same")
 
 
+@dataclass
+class Player:
+    """One (model, optimizer) pair: the module whose parameters one optimizer updates."""
+
+    module: nn.Module
+    # Run after the optimizer's real step, never inside a look-ahead (WGAN: clamp the critic's weights).
+    after_step: Callable[[], None] | None = None
+
+
+@dataclass
+class Move:
+    """One optimizer step within a training batch."""
+
+    player: str
+    batch: Any  # g_t's minibatch
+    next_batch: Any  # g' 's minibatch under lookahead_batch=next
+    lr_factor: float = 1.0  # this step's lr multiplier (PTB: seq_len / 70)
+
+
+@dataclass
+class Loss:
+    value: Tensor  # what is back-propagated
+    sums: dict[str, Tensor] = field(default_factory=dict)  # per-batch sums, accumulated over the epoch
+    carry: Any = None  # a stateful task's outgoing state
+
+
 class Task(Protocol):
-    """What a task family provides to the trainer."""
+    players: dict[str, Player]
 
-    model: nn.Module
+    def train_batches(self, epoch: int) -> Sequence[Any]: ...
 
-    def train_batches(self, epoch: int) -> Sequence[Any]:
-        """The epoch's minibatches, random access, deterministic in (seed, epoch)."""
+    def moves(self, batches: Sequence[Any], index: int) -> list[Move]: ...
 
-    def forward_loss(self, batch: Any) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Training-mode forward: the loss to back-propagate and per-batch sums to accumulate over the epoch."""
+    def initial_carry(self) -> Any: ...
 
-    def summarize_train(self, sums: dict[str, torch.Tensor]) -> dict[str, float]:
-        """Epoch training metrics from the accumulated sums."""
+    def loss(self, player: str, batch: Any, carry: Any) -> Loss: ...
 
-    def evaluate(self) -> dict[str, float]:
-        """Evaluation metrics (test, and validation where held out), model in eval mode."""
+    def summarize_train(self, sums: dict[str, Tensor]) -> dict[str, float]: ...
+
+    def evaluate(self) -> dict[str, float]: ...
+
+
+@dataclass(frozen=True)
+class OptimizerSpec:
+    """Which optimizer a player uses: a registry name and its constructor arguments."""
+
+    name: str
+    hparams: Mapping[str, Any] = field(default_factory=dict)
+    # The epoch it took over: lr decays count only milestones after it (a switched-in optimizer starts at its lr).
+    since_epoch: int = -1
+
+    def build(self, params) -> torch.optim.Optimizer:
+        return optim.build(self.name, params, **dict(self.hparams))
+
+
+@dataclass(frozen=True)
+class TrainerSettings:
+    """How the trainer feeds the optimizers (config group `trainer`, plus the task's clipping)."""
+
+    lookahead_batch: str = "next"
+    clip_grad_norm: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.lookahead_batch not in LOOKAHEAD_BATCHES:
+            raise ValueError(f"trainer.lookahead_batch={self.lookahead_batch!r} is not allowed; "
+                             f"allowed: {', '.join(LOOKAHEAD_BATCHES)}")
+        if self.clip_grad_norm is not None and not self.clip_grad_norm > 0:
+            raise ValueError(f"clip_grad_norm={self.clip_grad_norm!r} is not allowed; it must be > 0 or null")
 
 
 @dataclass
 class Schedule:
-    """Step decay at the start of epochs: lr = base · gamma^(number of milestones ≤ epoch)."""
+    """Step decay at the start of epochs: lr = base · gamma^(number of milestones m with since < m ≤ epoch)."""
 
     milestones: Sequence[int] = ()
     gamma: float = 0.1
 
-    def factor(self, epoch: int) -> float:
-        return self.gamma ** sum(epoch >= m for m in self.milestones)
+    def factor(self, epoch: int, since: int = -1) -> float:
+        return self.gamma ** sum(since < m <= epoch for m in self.milestones)
 
 
 @dataclass
 class Progress:
-    """Everything about the run's position that a checkpoint must carry besides model and optimizer."""
+    """Everything about the run's position that a checkpoint must carry besides models and optimizers."""
 
     epoch: int = 0  # the next epoch to run
-    step: int = 0
-    grad_evals: int = 0
-    wall_s: float = 0.0
+    step: int = 0  # training batches done
+    grad_evals: int = 0  # gradient evaluations, all players, look-aheads included
+    wall_s: float = 0.0  # training time, evaluation excluded
     metrics: list[dict[str, Any]] = field(default_factory=list)
-
-
-@dataclass
-class Outcome:
-    state: str  # completed | diverged
-    progress: Progress
-    diverged_at: dict[str, int] | None = None
 
 
 class Diverged(Exception):
@@ -97,126 +163,189 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def detach(carry: Any) -> Any:
+    """Truncated BPTT: the carried state keeps its values and drops its graph."""
+    return tree_map(lambda value: value.detach() if isinstance(value, Tensor) else value, carry)
+
+
+def upgrade_checkpoint(state: dict[str, Any]) -> dict[str, Any]:
+    """A checkpoint written before the trainer served several players (one model, one optimizer), in today's
+    layout (its optimizer is the configured one), so runs interrupted under the earlier version resume."""
+    if "models" in state:
+        return state
+    return {**state, "models": {"model": state["model"]}, "base_lrs": {"model": state["base_lrs"]},
+            "optimizers": {"model": {"spec": None, "state": state["optimizer"]}}}
+
+
 class Trainer:
     def __init__(
         self,
         task: Task,
-        optimizer: torch.optim.Optimizer,
+        optimizers: Mapping[str, OptimizerSpec],
         *,
         epochs: int,
         schedule: Schedule,
         device: torch.device,
-        lookahead_batch: str = "next",
-        on_epoch_end: Callable[[Progress], None] | None = None,
+        settings: TrainerSettings = TrainerSettings(),
     ):
-        if lookahead_batch not in LOOKAHEAD_BATCHES:
-            raise ValueError(f"lookahead_batch {lookahead_batch!r} is not one of: {', '.join(LOOKAHEAD_BATCHES)}")
-        self.task, self.optimizer = task, optimizer
-        self.epochs, self.schedule, self.device = epochs, schedule, device
-        self.lookahead_batch = lookahead_batch
-        self.on_epoch_end = on_epoch_end
-        self.base_lrs = [group["lr"] for group in optimizer.param_groups]
-        self.evals_per_step = 2 if needs_closure(optimizer) else 1
+        if set(optimizers) != set(task.players):
+            raise ValueError(f"optimizers given for {sorted(optimizers)}, but the task's players are {sorted(task.players)}")
+        self.task, self.epochs, self.schedule, self.device, self.settings = task, epochs, schedule, device, settings
+        self.specs: dict[str, OptimizerSpec] = {}
+        self.optimizers: dict[str, torch.optim.Optimizer] = {}
+        self.base_lrs: dict[str, list[float]] = {}
+        for player, spec in optimizers.items():
+            self._install(player, spec)
+        # every model's buffers, each once: a look-ahead pass must leave all of them as it found them
+        self.buffers = list({id(b): b for p in task.players.values() for b in p.module.buffers()}.values())
+
+    def _install(self, player: str, spec: OptimizerSpec) -> None:
+        optimizer = spec.build(self.task.players[player].module.parameters())
+        self.specs[player], self.optimizers[player] = spec, optimizer
+        self.base_lrs[player] = [group["lr"] for group in optimizer.param_groups]
 
     # -- checkpoints ---------------------------------------------------------------------------------------------
     def state_dict(self, progress: Progress) -> dict[str, Any]:
         return {
-            "model": self.task.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
+            "models": {name: player.module.state_dict() for name, player in self.task.players.items()},
+            "optimizers": {name: {"spec": asdict(self.specs[name]), "state": optimizer.state_dict()}
+                           for name, optimizer in self.optimizers.items()},
             "base_lrs": self.base_lrs,
-            "progress": progress.__dict__,
+            "progress": asdict(progress),
             "rng": rng_state(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> Progress:
-        self.task.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        state = upgrade_checkpoint(state)
+        for name, player in self.task.players.items():
+            player.module.load_state_dict(state["models"][name])
+        for name, saved in state["optimizers"].items():
+            spec = OptimizerSpec(**saved["spec"]) if saved["spec"] else self.specs[name]
+            if spec != self.specs[name]:  # switched mid-run (PTB's ASGD): rebuild what the checkpoint ran
+                self._install(name, spec)
+            self.optimizers[name].load_state_dict(saved["state"])
         self.base_lrs = state["base_lrs"]
         set_rng_state(state["rng"])
         return Progress(**state["progress"])
 
     # -- the loop ------------------------------------------------------------------------------------------------
-    def fit(self, run: RunDir, progress: Progress) -> Outcome:
-        """Train from `progress` to the last epoch, checkpointing after every epoch."""
+    def fit(self, progress: Progress) -> Iterator[tuple[Progress, dict[str, Any]]]:
+        """Train from `progress` to the last epoch, yielding (progress, state to save) after every epoch.
+
+        Raises Diverged at the first non-finite training loss or metric; that epoch is not yielded.
+        """
         while progress.epoch < self.epochs:
-            try:
-                row = self.train_epoch(progress)
-            except Diverged as diverged:
-                return Outcome("diverged", progress, {"epoch": diverged.epoch, "step": diverged.step})
+            row = self.train_epoch(progress)
             progress.metrics.append(row)
             progress.epoch += 1
-            run.save_checkpoint(self.state_dict(progress))
-            run.write_metrics(progress.metrics)
-            if self.on_epoch_end is not None:
-                self.on_epoch_end(progress)
-        return Outcome("completed", progress)
+            yield progress, self.state_dict(progress)
 
     def train_epoch(self, progress: Progress) -> dict[str, Any]:
         epoch = progress.epoch
-        lr_factor = self.schedule.factor(epoch)
-        for group, base_lr in zip(self.optimizer.param_groups, self.base_lrs):
-            group["lr"] = base_lr * lr_factor
+        for player in self.optimizers:
+            self._set_lr(player, epoch)
+        for player in self.task.players.values():
+            player.module.train()
 
-        model, batches = self.task.model, self.task.train_batches(epoch)
-        model.train()
+        batches = self.task.train_batches(epoch)
+        carry = self.task.initial_carry()
         # Losses stay on the device and are checked once per epoch: no host sync per step.
-        losses = torch.empty(len(batches), device=self.device)
-        sums: dict[str, torch.Tensor] = {}
+        losses: list[Tensor] = []
+        loss_batch: list[int] = []
+        sums: dict[str, Tensor] = {}
+        evals = dict.fromkeys(self.optimizers, 0)
         started = time.perf_counter()
         for index in range(len(batches)):
-            batch = batches[index]
-            self.optimizer.zero_grad(set_to_none=True)
-            loss, batch_sums = self.task.forward_loss(batch)
-            loss.backward()
-            if self.evals_per_step == 2:
-                self.optimizer.step(self.lookahead_closure(batches, index))
-            else:
-                self.optimizer.step()
-            losses[index] = loss.detach()
-            for key, value in batch_sums.items():
-                sums[key] = sums[key] + value.detach() if key in sums else value.detach()
+            for move in self.task.moves(batches, index):
+                loss = self._step(move, carry, epoch)
+                carry = detach(loss.carry)
+                losses.append(loss.value.detach())
+                loss_batch.append(index)
+                evals[move.player] += 2 if optim.needs_closure(self.optimizers[move.player]) else 1
+                for key, value in loss.sums.items():
+                    sums[key] = sums[key] + value.detach() if key in sums else value.detach()
         self._synchronize()
-        finite = torch.isfinite(losses)
+        finite = torch.isfinite(torch.stack(losses)) if losses else torch.ones(0, dtype=torch.bool)
         if not bool(finite.all()):
-            first_bad = int((~finite).nonzero()[0])
-            raise Diverged(epoch, progress.step + first_bad)
+            raise Diverged(epoch, progress.step + loss_batch[int((~finite).nonzero()[0])])
         progress.step += len(batches)
-        progress.grad_evals += len(batches) * self.evals_per_step
+        progress.grad_evals += sum(evals.values())
         progress.wall_s += time.perf_counter() - started
 
+        first = next(iter(self.optimizers))
         row = {
             "epoch": epoch,
             "step": progress.step,
             "grad_evals": progress.grad_evals,
             "wall_s": round(progress.wall_s, 3),
-            "lr": self.optimizer.param_groups[0]["lr"],
+            "lr": self.optimizers[first].param_groups[0]["lr"],
             **self.task.summarize_train(sums),
             **self.task.evaluate(),
         }
         if not all(np.isfinite(v) for v in row.values() if isinstance(v, float)):
             raise Diverged(epoch, progress.step)
+        self._maybe_switch(epoch, progress.metrics + [row], row)
         return row
 
-    def lookahead_closure(self, batches: Sequence[Any], index: int) -> Callable[[], torch.Tensor]:
+    def _step(self, move: Move, carry: Any, epoch: int) -> Loss:
+        """One optimizer step of one player: g_t, clipping, the step (with the look-ahead closure if it asks)."""
+        optimizer = self.optimizers[move.player]
+        if move.lr_factor != 1.0:
+            self._set_lr(move.player, epoch, move.lr_factor)
+        optimizer.zero_grad(set_to_none=True)
+        loss = self.task.loss(move.player, move.batch, carry)
+        loss.value.backward()
+        self._clip(move.player)
+        if optim.needs_closure(optimizer):
+            optimizer.step(self.lookahead_closure(move, carry))
+        else:
+            optimizer.step()
+        if move.lr_factor != 1.0:
+            self._set_lr(move.player, epoch)
+        if (after_step := self.task.players[move.player].after_step) is not None:
+            after_step()
+        return loss
+
+    def lookahead_closure(self, move: Move, carry: Any) -> Callable[[], Tensor]:
         """The closure AdaLA calls at its tentative point: loss and gradient on the look-ahead minibatch.
 
-        `next` is the batch the loader yields next (the last batch wraps to the epoch's first); `same` reuses g_t's.
-        The model's buffers are restored afterwards, so the look-ahead pass leaves no trace but the gradient.
+        `next` is the task's next minibatch (`move.next_batch`), `same` reuses g_t's. The pass starts from the same
+        incoming carry and drops its outgoing one, clips g' as g was clipped, and restores every model's buffers,
+        so it leaves no trace but the gradient.
         """
-        lookahead_index = (index + 1) % len(batches) if self.lookahead_batch == "next" else index
-        model = self.task.model
+        batch = move.next_batch if self.settings.lookahead_batch == "next" else move.batch
+        optimizer = self.optimizers[move.player]
 
-        def closure() -> torch.Tensor:
-            saved = [buffer.clone() for buffer in model.buffers()]
-            self.optimizer.zero_grad(set_to_none=True)
-            loss, _ = self.task.forward_loss(batches[lookahead_index])
-            loss.backward()
+        def closure() -> Tensor:
+            saved = [buffer.clone() for buffer in self.buffers]
+            optimizer.zero_grad(set_to_none=True)
+            loss = self.task.loss(move.player, batch, carry)
+            loss.value.backward()
+            self._clip(move.player)
             with torch.no_grad():
-                for buffer, value in zip(model.buffers(), saved):
+                for buffer, value in zip(self.buffers, saved):
                     buffer.copy_(value)
-            return loss
+            return loss.value
 
         return closure
+
+    def _set_lr(self, player: str, epoch: int, factor: float = 1.0) -> None:
+        decay = self.schedule.factor(epoch, since=self.specs[player].since_epoch)
+        for group, base_lr in zip(self.optimizers[player].param_groups, self.base_lrs[player]):
+            group["lr"] = base_lr * decay * factor
+
+    def _clip(self, player: str) -> None:
+        if self.settings.clip_grad_norm is not None:
+            nn.utils.clip_grad_norm_(self.task.players[player].module.parameters(), self.settings.clip_grad_norm)
+
+    def _maybe_switch(self, epoch: int, rows: list[dict[str, Any]], row: dict[str, Any]) -> None:
+        """Replace the optimizers the task asks to replace after this epoch, and say so in the epoch's row."""
+        switch = getattr(self.task, "switch_optimizer", None)
+        replacements = switch(epoch, rows, dict(self.specs)) if switch is not None else {}
+        for player, spec in replacements.items():
+            self._install(player, OptimizerSpec(spec.name, dict(spec.hparams), since_epoch=epoch))
+        if replacements:  # a flat string, like every other metrics value
+            row["optimizer_switch"] = ",".join(f"{player}={spec.name}" for player, spec in replacements.items())
 
     def _synchronize(self) -> None:
         if self.device.type == "cuda":

@@ -69,7 +69,7 @@ def record_run(overrides: list[str], root: Path) -> dict:
         "overrides": overrides,
         "run_dir": str(run.path.relative_to(root / "runs")),
         "metrics": [{k: v for k, v in row.items() if k != "wall_s"} for row in run.read_metrics()],
-        "model_digest": tensor_digest(checkpoint["model"]),
+        "model_digest": tensor_digest(checkpoint["models"]["model"]),
     }
 
 

@@ -6,11 +6,16 @@ import pytest
 import torch
 
 from adala_bench import optim
-from adala_bench.runner import choices, optimizer_hparams
+from adala_bench.catalog import BUILT_TASKS, OPTIMIZER_ORDER, TASKS as CATALOGUE
+from adala_bench.runner import CONF_DIR, choices, optimizer_spec
 
 from conftest import compose_config
 
 TASKS = ["cifar10_densenet121", "cifar10_resnet34", "cifar10_vgg11"]
+
+
+def optimizer_hparams(cfg) -> dict:
+    return dict(optimizer_spec(cfg).hparams)
 
 # PROTOCOL.md §4a, "as run" column (not the curve file names).
 CIFAR10_AS_RUN = {
@@ -31,6 +36,21 @@ def test_config_groups_offer_every_task_and_every_registered_optimizer():
     assert choices("task") == TASKS
     assert sorted(choices("optimizer")) == sorted(optim.OPTIMIZER_NAMES)
     assert choices("profile") == ["paper", "smoke"]
+
+
+def test_conf_the_registry_and_the_report_share_one_catalogue():
+    """conf/task holds exactly the built tasks, each with the catalogue's family and model; conf/optimizer and every
+    built family's conf/hparams hold exactly the registry's optimizers, which are the catalogue's rows."""
+    assert sorted(choices("task")) == sorted(BUILT_TASKS)
+    assert optim.OPTIMIZER_NAMES == OPTIMIZER_ORDER
+    assert sorted(choices("optimizer")) == sorted(OPTIMIZER_ORDER)
+    for name in BUILT_TASKS:
+        task = compose_config(f"task={name}").task
+        assert (task.name, task.family, task.model) == (name, CATALOGUE[name].family.name, CATALOGUE[name].model)
+        family_dir = CONF_DIR / "hparams" / task.family
+        assert sorted(path.stem for path in family_dir.glob("*.yaml")) == sorted(OPTIMIZER_ORDER)
+    coming = [name for name, task in CATALOGUE.items() if not task.built]
+    assert coming and not any((CONF_DIR / "task" / f"{name}.yaml").exists() for name in coming)
 
 
 @pytest.mark.parametrize("task", TASKS)
@@ -58,7 +78,7 @@ def test_smoke_profile_is_tiny_cpu_and_synthetic():
     cfg = compose_config("profile=smoke", "task=cifar10_densenet121", "optimizer=adala")
     assert (cfg.epochs, cfg.batch_size, cfg.device, cfg.data.source, cfg.task.width) == (2, 32, "cpu", "synthetic", 0.125)
     assert (cfg.data.synthetic.n_train, cfg.data.synthetic.n_test) == (256, 128)
-    assert cfg.optimizer.lookahead_batch == "next" and cfg.optimizer.residual == "lookahead"
+    assert cfg.trainer.lookahead_batch == "next" and cfg.optimizer.residual == "lookahead"
 
 
 def test_table2_experiment_sweeps_all_models_and_optimizers():

@@ -125,12 +125,13 @@ def test_resume_after_interruption_equals_an_uninterrupted_run(smoke, tmp_path, 
     reference = RunDir(run_path(straight))
     assert metrics_without_time(run) == metrics_without_time(reference)
     resumed, uninterrupted = run.load_checkpoint(), reference.load_checkpoint()
-    for name, tensor in uninterrupted["model"].items():
-        assert torch.equal(resumed["model"][name], tensor), name
-    assert uninterrupted["optimizer"]["state"].keys() == resumed["optimizer"]["state"].keys()
-    for index, state in uninterrupted["optimizer"]["state"].items():
+    for name, tensor in uninterrupted["models"]["model"].items():
+        assert torch.equal(resumed["models"]["model"][name], tensor), name
+    optimizer, resumed_optimizer = uninterrupted["optimizers"]["model"]["state"], resumed["optimizers"]["model"]["state"]
+    assert optimizer["state"].keys() == resumed_optimizer["state"].keys()
+    for index, state in optimizer["state"].items():
         for key, value in state.items():
-            other = resumed["optimizer"]["state"][index][key]
+            other = resumed_optimizer["state"][index][key]
             assert torch.equal(other, value) if torch.is_tensor(value) else other == value
 
 
@@ -188,6 +189,7 @@ def test_a_second_process_on_the_same_run_is_refused(smoke):
         ("batch_size=-4", "batch_size=-4"),
         ("data.source=imagenet", "'imagenet'"),
         ("device=tpu", "'tpu'"),
+        ("trainer.lookahead_batch=previous", "trainer.lookahead_batch='previous' is not allowed; allowed: next, same"),
         ("optimizer.lookahead_batch=previous", "'previous'"),
     ],
 )
@@ -280,3 +282,22 @@ def test_slurm_launcher_config_asks_one_gpu_per_run():
     launcher = cfg.hydra.launcher
     assert launcher._target_ == "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
     assert (launcher.gpus_per_node, launcher.tasks_per_node) == (1, 1)
+
+
+def test_the_old_spelling_optimizer_lookahead_batch_still_works_and_says_it_is_deprecated(smoke, capsys):
+    new = smoke("task=cifar10_vgg11", "optimizer=adala", "epochs=1", "trainer.lookahead_batch=same")
+    assert train_one(new) == "completed"
+    capsys.readouterr()
+    old = smoke("task=cifar10_vgg11", "optimizer=adala", "epochs=1", "optimizer.lookahead_batch=same")
+    assert train_one(old) == "completed"
+    err = capsys.readouterr().err
+    assert "optimizer.lookahead_batch is deprecated; use trainer.lookahead_batch=same" in err
+    assert run_path(old) == run_path(new)  # one run, whichever spelling asked for it: it is not trained twice
+    assert old.trainer.lookahead_batch == "same" and old.optimizer.lookahead_batch is None
+
+
+def test_a_task_that_is_not_built_yet_is_refused_in_one_line(tmp_path):
+    result = run_cli("task=ptb_lstm2", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip() == ("adala-train: error: task 'ptb_lstm2' (Table3) is not built yet; built: "
+                                     "cifar10_densenet121, cifar10_resnet34, cifar10_vgg11")

@@ -1,35 +1,40 @@
-"""The trainer's closure protocol: which minibatch AdaLA looks ahead on, and what the look-ahead pass must not touch."""
+"""The trainer's seam: the closure protocol (which minibatch AdaLA looks ahead on, what the look-ahead pass must not
+touch), several (model, optimizer) pairs, stateful batches, per-step lr factors, clipping of g and g', an optimizer
+replaced mid-run, and resume bit for bit."""
 
 from __future__ import annotations
 
 import copy
+import io
+import math
 
 import pytest
 import torch
+from torch import nn
 from torch.nn import functional as F
 
 from adala_bench import optim
-from adala_bench.runner import optimizer_hparams
+from adala_bench.runner import optimizer_spec
 from adala_bench.tasks import build_task
-from adala_bench.trainer import Progress, Schedule, Trainer
+from adala_bench.trainer import Loss, Move, OptimizerSpec, Player, Progress, Schedule, Trainer, TrainerSettings
 
 CPU = torch.device("cpu")
+ADALA = OptimizerSpec("adala", {"lr": 1e-2, "betas": (0.9, 0.999), "eps": 1e-8})
 
 
 def make(smoke, *overrides):
     cfg = smoke("task=cifar10_resnet34", "optimizer=adala", *overrides)
     torch.manual_seed(0)
     task = build_task(cfg, CPU)
-    optimizer = optim.build("adala", task.model.parameters(), **optimizer_hparams(cfg))
-    trainer = Trainer(task, optimizer, epochs=1, schedule=Schedule(), device=CPU,
-                      lookahead_batch=cfg.optimizer.lookahead_batch)
-    return task, optimizer, trainer
+    trainer = Trainer(task, {"model": optimizer_spec(cfg)}, epochs=1, schedule=Schedule(), device=CPU,
+                      settings=TrainerSettings(lookahead_batch=cfg.trainer.lookahead_batch))
+    return task, trainer.optimizers["model"], trainer
 
 
 @pytest.mark.parametrize("lookahead_batch", ["next", "same"])
 def test_adala_looks_ahead_on_the_chosen_minibatch(smoke, lookahead_batch):
     """One trainer epoch equals a hand-written loop whose closure uses batch i+1 (wrapping) or batch i."""
-    task, optimizer, trainer = make(smoke, "batch_size=64", f"optimizer.lookahead_batch={lookahead_batch}")
+    task, optimizer, trainer = make(smoke, "batch_size=64", f"trainer.lookahead_batch={lookahead_batch}")
     model = copy.deepcopy(task.model)
     reference = optim.build("adala", model.parameters(), **{k: v for k, v in optimizer.defaults.items() if k != "foreach"})
     batches = task.train_batches(0)
@@ -86,9 +91,210 @@ def test_the_lookahead_pass_leaves_batchnorm_buffers_untouched(smoke):
 
 def test_lr_schedule_decays_at_milestones(smoke):
     task, optimizer, _ = make(smoke)
-    trainer = Trainer(task, optimizer, epochs=3, schedule=Schedule([1, 2], 0.1), device=CPU)
+    trainer = Trainer(task, {"model": OptimizerSpec("adala", {"lr": 1e-3})}, epochs=3, schedule=Schedule([1, 2], 0.1), device=CPU)
     assert [Schedule([150], 0.1).factor(e) for e in (0, 149, 150, 199)] == [1, 1, 0.1, 0.1]
+    assert [Schedule([100, 145], 0.1).factor(e, since=120) for e in (121, 145, 199)] == [1, 0.1, 0.1]
     lrs = []
     for epoch in range(3):
         lrs.append(trainer.train_epoch(Progress(epoch=epoch))["lr"])
     assert lrs == pytest.approx([1e-3, 1e-4, 1e-5])
+
+
+def test_a_bad_lookahead_batch_is_refused():
+    with pytest.raises(ValueError, match="trainer.lookahead_batch='previous' is not allowed; allowed: next, same"):
+        TrainerSettings(lookahead_batch="previous")
+
+
+# -- a fake task with two (model, optimizer) pairs and a stateful batch stream ----------------------------------------
+
+class Relay:
+    """Two players over a carried state h, in the shapes of PTB and a GAN together.
+
+    "a" (Linear, BatchNorm, Dropout) maps a batch and the incoming h to the outgoing h; "b" (Linear) reads h through
+    "a", so b's look-ahead runs a's BatchNorm too. "a" steps on every batch, "b" on every other one, and "b" may be
+    switched to SGD after epoch 0. The batch stream depends only on (seed, epoch).
+    """
+
+    def __init__(self, seed: int, *, switch: bool = False, batches: int = 5):
+        torch.manual_seed(seed)
+        self.a = nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4), nn.Dropout(0.2))
+        self.b = nn.Linear(4, 1)
+        self.players = {"a": Player(self.a), "b": Player(self.b)}
+        self.seed, self.switch, self.n = seed, switch, batches
+        self.seen: list[tuple[str, torch.Tensor]] = []  # (player, b's weight) at every loss evaluation
+
+    def train_batches(self, epoch: int):
+        generator = torch.Generator().manual_seed(1000 * self.seed + epoch)
+        return [torch.randn(8, 4, generator=generator) for _ in range(self.n)]
+
+    def moves(self, batches, index):
+        following = batches[(index + 1) % len(batches)]
+        moves = [Move("a", batches[index], following, lr_factor=1.0 + index / 10)]
+        if index % 2 == 0:
+            moves.append(Move("b", batches[index], following))
+        return moves
+
+    def initial_carry(self):
+        return torch.zeros(8, 4)
+
+    def loss(self, player, batch, carry):
+        self.seen.append((player, self.b.weight.detach().clone()))
+        h = torch.tanh(self.a(batch) + carry)
+        if player == "a":
+            value = (h - 0.5).pow(2).mean() + 0.1 * self.b(h).pow(2).mean()
+            return Loss(value, {"loss_a": value.detach()}, carry=h)
+        value = (self.b(h) - 1).pow(2).mean()
+        return Loss(value, {"loss_b": value.detach()}, carry=carry)
+
+    def summarize_train(self, sums):
+        return {"train_loss": sums["loss_a"].item() / self.n, "loss_b": sums["loss_b"].item()}
+
+    @torch.no_grad()
+    def evaluate(self):
+        self.a.eval()
+        x = torch.linspace(-1, 1, 32).reshape(8, 4)
+        return {"test_loss": float((self.b(torch.tanh(self.a(x))) - 1).pow(2).mean())}
+
+    def switch_optimizer(self, epoch, rows, specs):
+        if self.switch and epoch == 0 and specs["b"].name != "sgd":
+            return {"b": OptimizerSpec("sgd", {"lr": 0.05})}
+        return {}
+
+
+def relay_trainer(epochs=3, *, switch=False, lookahead_batch="next", clip=None, spec=ADALA):
+    task = Relay(seed=7, switch=switch)
+    trainer = Trainer(task, {"a": spec, "b": spec}, epochs=epochs, schedule=Schedule([2], 0.5), device=CPU,
+                      settings=TrainerSettings(lookahead_batch=lookahead_batch, clip_grad_norm=clip))
+    return task, trainer
+
+
+def final_state(trainer, progress):
+    state = trainer.state_dict(progress)
+    state["progress"].pop("wall_s")
+    for row in state["progress"]["metrics"]:
+        row.pop("wall_s")
+    state.pop("rng")
+    return state
+
+
+def assert_same(a, b, where=""):
+    if isinstance(a, torch.Tensor):
+        assert torch.equal(a, b), where
+    elif isinstance(a, dict):
+        assert a.keys() == b.keys(), where
+        for key in a:
+            assert_same(a[key], b[key], f"{where}/{key}")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b)):
+            assert_same(x, y, f"{where}/{i}")
+    else:
+        assert a == b, where
+
+
+@pytest.mark.parametrize("lookahead_batch", ["next", "same"])
+def test_two_players_with_adala_and_a_stateful_stream_resume_bit_for_bit(lookahead_batch):
+    task, trainer = relay_trainer(switch=True, lookahead_batch=lookahead_batch, clip=0.5)
+    for progress, _ in trainer.fit(Progress()):
+        pass
+    straight = final_state(trainer, progress)
+    rows = progress.metrics
+    assert [row["step"] for row in rows] == [5, 10, 15]
+    # epoch 0: a (5 steps) and b (3 steps) both AdaLA; then b is SGD: 5·2 + 3·1 per epoch
+    assert [row["grad_evals"] for row in rows] == [16, 16 + 13, 16 + 26]
+    assert rows[0]["optimizer_switch"] == "b=sgd" and "optimizer_switch" not in rows[1]
+    assert isinstance(trainer.optimizers["b"], torch.optim.SGD) and isinstance(trainer.optimizers["a"], optim.AdaLA)
+    assert rows[2]["lr"] == pytest.approx(5e-3)  # a's lr, halved at epoch 2
+
+    # interrupted after epoch 1: the saved state goes through bytes, into fresh objects, as a checkpoint would
+    first_task, first = relay_trainer(switch=True, lookahead_batch=lookahead_batch, clip=0.5)
+    for progress, state in first.fit(Progress()):
+        if progress.epoch == 2:
+            break
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    torch.manual_seed(12345)  # whatever the RNG did since, the checkpoint's RNG state wins
+    second_task, second = relay_trainer(switch=True, lookahead_batch=lookahead_batch, clip=0.5)
+    assert isinstance(second.optimizers["b"], optim.AdaLA)
+    progress = second.load_state_dict(torch.load(io.BytesIO(buffer.getvalue()), weights_only=False))
+    assert isinstance(second.optimizers["b"], torch.optim.SGD)  # the switch is carried by the checkpoint
+    for progress, _ in second.fit(progress):
+        pass
+    assert_same(final_state(second, progress), straight)
+
+
+def test_the_lookahead_restores_every_players_buffers_and_uses_the_incoming_state():
+    """b's look-ahead runs a's BatchNorm in train mode: its statistics are put back. Both passes of a step start
+    from the same carried h (the real pass's outgoing h is what the next move sees)."""
+    task, trainer = relay_trainer(epochs=1)
+    carries = []
+    original_loss = task.loss
+
+    def loss(player, batch, carry):
+        carries.append((player, carry.clone()))
+        return original_loss(player, batch, carry)
+
+    task.loss = loss
+    trainer.train_epoch(Progress())
+    # a's BatchNorm saw exactly the real passes: 5 of a's moves and 3 of b's, never a look-ahead
+    assert int(task.a[1].num_batches_tracked) == 8
+    # per move: real pass, then look-ahead pass, from the same incoming h
+    assert len(carries) == 16
+    for (p1, real), (p2, lookahead) in zip(carries[0::2], carries[1::2]):
+        assert p1 == p2 and torch.equal(real, lookahead)
+    assert torch.equal(carries[0][1], torch.zeros(8, 4))
+    assert not torch.equal(carries[2][1], torch.zeros(8, 4))  # the next move starts from a's outgoing h
+
+
+def test_clipping_applies_to_g_and_to_the_lookahead_gradient():
+    """With a tiny clip norm, g (seen in AdaLA's first moment) and g' (left in p.grad after the step) both have
+    exactly the clip norm, as with clip_grad_norm_ on each."""
+    clip = 1e-3
+    task = Relay(seed=1)
+    trainer = Trainer(task, {"a": ADALA, "b": ADALA}, epochs=1, schedule=Schedule(), device=CPU,
+                      settings=TrainerSettings(clip_grad_norm=clip))
+    batches = task.train_batches(0)
+    trainer._step(Move("b", batches[0], batches[1]), torch.zeros(8, 4), epoch=0)
+    optimizer = trainer.optimizers["b"]
+    params = list(task.b.parameters())
+    g_norm = torch.linalg.vector_norm(torch.stack([optimizer.state[p]["exp_avg"].norm() for p in params])) / (1 - 0.9)
+    lookahead_norm = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in params]))
+    assert float(g_norm) == pytest.approx(clip, rel=1e-5)
+    assert float(lookahead_norm) == pytest.approx(clip, rel=1e-5)
+    # and without clipping both are far larger
+    task = Relay(seed=1)
+    trainer = Trainer(task, {"a": ADALA, "b": ADALA}, epochs=1, schedule=Schedule(), device=CPU)
+    trainer._step(Move("b", batches[0], batches[1]), torch.zeros(8, 4), epoch=0)
+    assert float(torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in task.b.parameters()]))) > 100 * clip
+
+
+def test_the_per_step_lr_factor_scales_the_tentative_step_and_is_undone_after():
+    """AdaLA's tentative point θ' (where the closure evaluates) uses lr · factor: checked against the formula at
+    step 1 (m = (1−β1) g, s' = (1−β2)(g − m)² + ε)."""
+    task = Relay(seed=2)
+    trainer = Trainer(task, {"a": ADALA, "b": ADALA}, epochs=1, schedule=Schedule(), device=CPU)
+    batches = task.train_batches(0)
+    theta = task.b.weight.detach().clone()
+    carry = torch.zeros(8, 4)
+    task.a.eval()  # deterministic forward, so g can be recomputed here
+    task.b.zero_grad()
+    original = task.loss("b", batches[0], carry).value
+    original.backward()
+    g = task.b.weight.grad.clone()
+    task.seen.clear()
+
+    factor = 0.3
+    trainer._step(Move("b", batches[0], batches[1], lr_factor=factor), carry, epoch=0)
+    (_, at_real), (_, at_lookahead) = task.seen
+    lr, (beta1, beta2), eps = 1e-2, (0.9, 0.999), 1e-8
+    m = (1 - beta1) * g
+    s = (1 - beta2) * (g - m) ** 2 + eps
+    expected = theta - lr * factor / (1 - beta1) * m / (s.sqrt() / math.sqrt(1 - beta2) + eps)
+    assert torch.equal(at_real, theta)
+    torch.testing.assert_close(at_lookahead, expected, rtol=1e-6, atol=1e-9)
+    assert trainer.optimizers["b"].param_groups[0]["lr"] == lr  # restored after the step
+
+
+def test_optimizers_must_match_the_players():
+    with pytest.raises(ValueError, match="players"):
+        Trainer(Relay(seed=0), {"a": ADALA}, epochs=1, schedule=Schedule(), device=CPU)

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from adala_bench.data import DataError
+from adala_bench.data import DataError, check_source
 
 BASE_FOLDER = "cifar-10-batches-py"
 SYNTHETIC_FOLDER = "synthetic"
@@ -32,7 +32,6 @@ META_FILE = "batches.meta"
 DATA_FILES = TRAIN_FILES + (TEST_FILE, META_FILE)
 LABEL_NAMES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 IMAGE_SHAPE = (3, 32, 32)
-SOURCES = ("real", "synthetic")
 
 # The official checksums, as torchvision.datasets.CIFAR10 lists them (torchvision 0.29).
 OFFICIAL_MD5 = {
@@ -61,8 +60,7 @@ class Cifar10Arrays:
 
 def dataset_dir(root: str | os.PathLike, source: str = "real") -> Path:
     """Where `load_cifar10(root, source)` looks: `<root>/cifar-10-batches-py`, or under `<root>/synthetic/`."""
-    if source not in SOURCES:
-        raise ValueError(f"unknown CIFAR-10 source {source!r}; allowed: {', '.join(SOURCES)}")
+    check_source(source)
     root = Path(root).expanduser()
     return root / BASE_FOLDER if source == "real" else root / SYNTHETIC_FOLDER / BASE_FOLDER
 

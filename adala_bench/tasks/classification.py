@@ -7,52 +7,61 @@ Metrics are in percent, like the paper: train_acc is the running accuracy over t
 
 from __future__ import annotations
 
-from typing import Any
+from pathlib import Path
+from typing import Any, Sequence
 
 import torch
-from omegaconf import DictConfig
-from torch import nn
 from torch.nn import functional as F
 
 from adala_bench.data import DataError
 from adala_bench.data.augment import ImageBatcher
-from adala_bench.data.cifar10 import ensure_synthetic_cifar10, load_cifar10
+from adala_bench.data.cifar10 import Cifar10Arrays, ensure_synthetic_cifar10, load_cifar10
 from adala_bench.models import build_model
+from adala_bench.trainer import Loss, Move, Player
 
 # The held-out validation images are the same for every run and seed, so validation scores are comparable.
 VALIDATION_SPLIT_SEED = 0
 
 
 class Cifar10Classification:
-    def __init__(self, cfg: DictConfig, device: torch.device):
-        data = load_cifar10_for(cfg)
+    """One player, "model"; stateless batches; the look-ahead's `next` batch is the following one, wrapping."""
+
+    def __init__(self, data: Cifar10Arrays, *, arch: str, width: float, batch_size: int, val_size: int, seed: int,
+                 device: torch.device):
         train_images, train_labels = data.train_images, data.train_labels
         self.val = None
-        if cfg.data.val_size >= len(train_labels):
-            raise DataError(f"data.val_size={cfg.data.val_size} leaves no training images; it must be below the "
+        if val_size >= len(train_labels):
+            raise DataError(f"data.val_size={val_size} leaves no training images; it must be below the "
                             f"{len(train_labels)} training images")
-        if cfg.data.val_size > 0:
+        if val_size > 0:
             order = torch.randperm(len(train_labels), generator=torch.Generator().manual_seed(VALIDATION_SPLIT_SEED))
-            val_index, train_index = order[: cfg.data.val_size], order[cfg.data.val_size :]
-            self.val = ImageBatcher(train_images[val_index], train_labels[val_index], cfg.batch_size, train=False, seed=cfg.seed, device=device)
+            val_index, train_index = order[:val_size], order[val_size:]
+            self.val = ImageBatcher(train_images[val_index], train_labels[val_index], batch_size, train=False, seed=seed, device=device)
             train_images, train_labels = train_images[train_index], train_labels[train_index]
 
-        self.train = ImageBatcher(train_images, train_labels, cfg.batch_size, train=True, seed=cfg.seed, device=device)
-        self.test = ImageBatcher(data.test_images, data.test_labels, cfg.batch_size, train=False, seed=cfg.seed, device=device)
-        self.model: nn.Module = build_model(cfg.task.arch, num_classes=10, width=cfg.task.width).to(device)
+        self.train = ImageBatcher(train_images, train_labels, batch_size, train=True, seed=seed, device=device)
+        self.test = ImageBatcher(data.test_images, data.test_labels, batch_size, train=False, seed=seed, device=device)
+        self.model = build_model(arch, num_classes=10, width=width).to(device)
+        self.players = {"model": Player(self.model)}
 
     def train_batches(self, epoch: int):
         return self.train.epoch(epoch)
 
-    def forward_loss(self, batch: Any) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def moves(self, batches: Sequence[Any], index: int) -> list[Move]:
+        return [Move("model", batches[index], batches[(index + 1) % len(batches)])]
+
+    def initial_carry(self) -> None:
+        return None
+
+    def loss(self, player: str, batch: Any, carry: None) -> Loss:
         images, labels = batch
         logits = self.model(images)
         loss = F.cross_entropy(logits, labels)
-        return loss, {
+        return Loss(loss, {
             "loss_sum": loss.detach() * len(labels),
             "correct": (logits.argmax(1) == labels).sum(),
             "count": torch.tensor(len(labels), device=labels.device),
-        }
+        })
 
     def summarize_train(self, sums: dict[str, torch.Tensor]) -> dict[str, float]:
         count = sums["count"].item()
@@ -78,8 +87,9 @@ class Cifar10Classification:
         return {f"{split}_loss": float(loss_sum) / count, f"{split}_acc": 100.0 * float(correct) / count}
 
 
-def load_cifar10_for(cfg: DictConfig):
-    """The real dataset, or the synthetic one when the user chose data.source=synthetic (never as a fallback)."""
-    if cfg.data.source == "synthetic":
-        ensure_synthetic_cifar10(cfg.data.root, n_train=cfg.data.synthetic.n_train, n_test=cfg.data.synthetic.n_test)
-    return load_cifar10(cfg.data.root, source=cfg.data.source)
+def cifar10_data(root: str | Path, source: str, n_train: int, n_test: int) -> Cifar10Arrays:
+    """The real dataset, or the synthetic one (written once with these sizes) when the user chose it, never as a
+    fallback."""
+    if source == "synthetic":
+        ensure_synthetic_cifar10(root, n_train=n_train, n_test=n_test)
+    return load_cifar10(root, source=source)
