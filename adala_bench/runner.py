@@ -151,7 +151,6 @@ def provenance(device: torch.device) -> dict:
 
 def train_one(cfg: DictConfig) -> str:
     """Run (or resume, or skip) the run the config names; returns its final state."""
-    from adala_bench.data import DataError
     from adala_bench.tasks import build_task
 
     apply_aliases(cfg)
@@ -165,7 +164,7 @@ def train_one(cfg: DictConfig) -> str:
         torch.backends.cudnn.benchmark = True  # as the reference
     try:
         task = build_task(cfg, device)
-    except DataError as error:
+    except ValueError as error:  # DataError, FIDError, bad widths: the user's to fix, said in one line
         raise ConfigError(str(error)) from None
     trainer = Trainer(
         task, {player: spec for player in task.players},  # a GAN's two networks use the same optimizer, as the reference
@@ -207,8 +206,8 @@ def _train_locked(cfg: DictConfig, run: RunDir, trainer: Trainer, device: torch.
           + (f" at epoch {progress.epoch}" if checkpoint else ""))
     run.start(cfg, progress.metrics, **provenance(device))
     try:
-        for progress, state in trainer.fit(progress):
-            run.record_epoch(progress.metrics, state)
+        for progress, state, artifacts in trainer.fit(progress):
+            run.record_epoch(progress.metrics, state, artifacts)
     except Diverged as diverged:
         at = {"epoch": diverged.epoch, "step": diverged.step}
         run.finish("diverged", reason=f"non-finite loss at epoch {at['epoch']}, step {at['step']}", diverged_at=at)

@@ -202,8 +202,14 @@ class RunDir:
             started_at=(status or {}).get("started_at") or now_iso(), **provenance,
         )
 
-    def record_epoch(self, metrics: list[Mapping[str, Any]], checkpoint: Mapping[str, Any]) -> None:
-        """After an epoch: the checkpoint first (it is the record a resume starts from), then metrics and status."""
+    def record_epoch(self, metrics: list[Mapping[str, Any]], checkpoint: Mapping[str, Any],
+                     artifacts: Mapping[str, bytes] = {}) -> None:
+        """After an epoch: its artifacts (sample grids, made again by a resume), the checkpoint (the record a resume
+        starts from), then metrics and status."""
+        for relative, data in artifacts.items():
+            target = self.path / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_bytes(target, data)
         self.save_checkpoint(checkpoint)
         self.write_metrics(metrics)
         self.write_status("running", epochs_done=len(metrics))

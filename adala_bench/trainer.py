@@ -10,12 +10,16 @@ A task (the workload: models, data, loss, evaluation) gives the trainer this sur
   the look-ahead batch are exact.
 - `moves(batches, index)`: the optimizer steps of batch `index`, in order, each a `Move`: which player steps, g_t's
   minibatch, the minibatch `lookahead_batch=next` evaluates g' on (the task's "next one": classification and PTB
-  the following batch, wrapping at the end of the epoch), and a per-step lr factor (PTB: seq_len / 70).
+  the following batch, wrapping at the end of the epoch), the one `same` evaluates it on when it is not g_t's
+  batch as it stands (a GAN generator step holds fakes made at θ; its look-ahead must make them again at θ'),
+  and a per-step lr factor (PTB: seq_len / 70).
 - `initial_carry()` and the `carry` argument of `loss`: the state a stateful task carries from batch to batch
   (PTB's hidden state), reset at the start of every epoch; None for stateless tasks. The trainer detaches it.
 - `loss(player, batch, carry) -> Loss`: a training-mode forward at the current parameters: the value to
   back-propagate, per-batch sums for the epoch's metrics, the outgoing carry.
-- `summarize_train(sums)` and `evaluate()`: the epoch's metrics.
+- `summarize_train(sums)` and `evaluate(epoch)`: the epoch's metrics.
+- optionally `artifacts(epoch)`: files for the run directory after this epoch, {relative path: bytes} (a GAN's
+  sample grids), written by the run store.
 - optionally `switch_optimizer(epoch, rows, specs)`: optimizers to replace after this epoch (PTB: SGD → ASGD), as
   {player: OptimizerSpec}; the replacement is recorded in that epoch's metrics row and carried by the checkpoint.
 
@@ -60,6 +64,7 @@ class Move:
     player: str
     batch: Any  # g_t's minibatch
     next_batch: Any  # g' 's minibatch under lookahead_batch=next
+    same_batch: Any = None  # g' 's minibatch under lookahead_batch=same; None: `batch`
     lr_factor: float = 1.0  # this step's lr multiplier (PTB: seq_len / 70)
 
 
@@ -83,7 +88,7 @@ class Task(Protocol):
 
     def summarize_train(self, sums: dict[str, Tensor]) -> dict[str, float]: ...
 
-    def evaluate(self) -> dict[str, float]: ...
+    def evaluate(self, epoch: int) -> dict[str, float]: ...
 
 
 @dataclass(frozen=True)
@@ -132,6 +137,7 @@ class Progress:
     epoch: int = 0  # the next epoch to run
     step: int = 0  # training batches done
     grad_evals: int = 0  # gradient evaluations, all players, look-aheads included
+    grad_evals_by_player: dict[str, int] = field(default_factory=dict)
     wall_s: float = 0.0  # training time, evaluation excluded
     metrics: list[dict[str, Any]] = field(default_factory=list)
 
@@ -229,16 +235,17 @@ class Trainer:
         return Progress(**state["progress"])
 
     # -- the loop ------------------------------------------------------------------------------------------------
-    def fit(self, progress: Progress) -> Iterator[tuple[Progress, dict[str, Any]]]:
-        """Train from `progress` to the last epoch, yielding (progress, state to save) after every epoch.
+    def fit(self, progress: Progress) -> Iterator[tuple[Progress, dict[str, Any], dict[str, bytes]]]:
+        """Train from `progress` to the last epoch, yielding (progress, state to save, artifacts) after every epoch.
 
         Raises Diverged at the first non-finite training loss or metric; that epoch is not yielded.
         """
+        artifacts = getattr(self.task, "artifacts", None)
         while progress.epoch < self.epochs:
             row = self.train_epoch(progress)
             progress.metrics.append(row)
             progress.epoch += 1
-            yield progress, self.state_dict(progress)
+            yield progress, self.state_dict(progress), artifacts(progress.epoch - 1) if artifacts else {}
 
     def train_epoch(self, progress: Progress) -> dict[str, Any]:
         epoch = progress.epoch
@@ -270,6 +277,8 @@ class Trainer:
             raise Diverged(epoch, progress.step + loss_batch[int((~finite).nonzero()[0])])
         progress.step += len(batches)
         progress.grad_evals += sum(evals.values())
+        for player, count in evals.items():
+            progress.grad_evals_by_player[player] = progress.grad_evals_by_player.get(player, 0) + count
         progress.wall_s += time.perf_counter() - started
 
         first = next(iter(self.optimizers))
@@ -278,9 +287,10 @@ class Trainer:
             "step": progress.step,
             "grad_evals": progress.grad_evals,
             "wall_s": round(progress.wall_s, 3),
+            **({f"grad_evals_{p}": n for p, n in progress.grad_evals_by_player.items()} if len(evals) > 1 else {}),
             "lr": self.optimizers[first].param_groups[0]["lr"],
             **self.task.summarize_train(sums),
-            **self.task.evaluate(),
+            **self.task.evaluate(epoch),
         }
         if not all(np.isfinite(v) for v in row.values() if isinstance(v, float)):
             raise Diverged(epoch, progress.step)
@@ -313,7 +323,10 @@ class Trainer:
         incoming carry and drops its outgoing one, clips g' as g was clipped, and restores every model's buffers,
         so it leaves no trace but the gradient.
         """
-        batch = move.next_batch if self.settings.lookahead_batch == "next" else move.batch
+        if self.settings.lookahead_batch == "next":
+            batch = move.next_batch
+        else:
+            batch = move.batch if move.same_batch is None else move.same_batch
         optimizer = self.optimizers[move.player]
 
         def closure() -> Tensor:

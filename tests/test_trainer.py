@@ -150,7 +150,7 @@ class Relay:
         return {"train_loss": sums["loss_a"].item() / self.n, "loss_b": sums["loss_b"].item()}
 
     @torch.no_grad()
-    def evaluate(self):
+    def evaluate(self, epoch):
         self.a.eval()
         x = torch.linspace(-1, 1, 32).reshape(8, 4)
         return {"test_loss": float((self.b(torch.tanh(self.a(x))) - 1).pow(2).mean())}
@@ -195,20 +195,21 @@ def assert_same(a, b, where=""):
 @pytest.mark.parametrize("lookahead_batch", ["next", "same"])
 def test_two_players_with_adala_and_a_stateful_stream_resume_bit_for_bit(lookahead_batch):
     task, trainer = relay_trainer(switch=True, lookahead_batch=lookahead_batch, clip=0.5)
-    for progress, _ in trainer.fit(Progress()):
+    for progress, _, _ in trainer.fit(Progress()):
         pass
     straight = final_state(trainer, progress)
     rows = progress.metrics
     assert [row["step"] for row in rows] == [5, 10, 15]
     # epoch 0: a (5 steps) and b (3 steps) both AdaLA; then b is SGD: 5·2 + 3·1 per epoch
     assert [row["grad_evals"] for row in rows] == [16, 16 + 13, 16 + 26]
+    assert [(row["grad_evals_a"], row["grad_evals_b"]) for row in rows] == [(10, 6), (20, 9), (30, 12)]
     assert rows[0]["optimizer_switch"] == "b=sgd" and "optimizer_switch" not in rows[1]
     assert isinstance(trainer.optimizers["b"], torch.optim.SGD) and isinstance(trainer.optimizers["a"], optim.AdaLA)
     assert rows[2]["lr"] == pytest.approx(5e-3)  # a's lr, halved at epoch 2
 
     # interrupted after epoch 1: the saved state goes through bytes, into fresh objects, as a checkpoint would
     first_task, first = relay_trainer(switch=True, lookahead_batch=lookahead_batch, clip=0.5)
-    for progress, state in first.fit(Progress()):
+    for progress, state, _ in first.fit(Progress()):
         if progress.epoch == 2:
             break
     buffer = io.BytesIO()
@@ -218,7 +219,7 @@ def test_two_players_with_adala_and_a_stateful_stream_resume_bit_for_bit(lookahe
     assert isinstance(second.optimizers["b"], optim.AdaLA)
     progress = second.load_state_dict(torch.load(io.BytesIO(buffer.getvalue()), weights_only=False))
     assert isinstance(second.optimizers["b"], torch.optim.SGD)  # the switch is carried by the checkpoint
-    for progress, _ in second.fit(progress):
+    for progress, _, _ in second.fit(progress):
         pass
     assert_same(final_state(second, progress), straight)
 

@@ -68,7 +68,7 @@ class Cifar10Classification:
         return {"train_loss": sums["loss_sum"].item() / count, "train_acc": 100.0 * sums["correct"].item() / count}
 
     @torch.no_grad()
-    def evaluate(self) -> dict[str, float]:
+    def evaluate(self, epoch: int) -> dict[str, float]:
         self.model.eval()
         metrics = self._score(self.test, "test")
         if self.val is not None:
