@@ -2,7 +2,9 @@
 
     adala-data cifar10 --root DIR                       download the official CIFAR-10 and verify it
     adala-data synthetic-cifar10 --root DIR [--n-train N --n-test N --seed S]
-    adala-data verify cifar10 --root DIR [--source real|synthetic]
+    adala-data ptb --root DIR                           download Mikolov's PTB (simple-examples.tgz) and verify it
+    adala-data synthetic-ptb --root DIR [--n-train N --n-valid N --n-test N --vocab-size V --seed S]
+    adala-data verify cifar10|ptb --root DIR [--source real|synthetic]
 
 Each prints the dataset directory (verify adds what it found). Errors are one line on stderr, `adala-data: error: ...`, with exit code 2.
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from adala_bench.data import SOURCES, ptb
 from adala_bench.data.cifar10 import dataset_dir, download_cifar10, load_cifar10, write_synthetic_cifar10
 
 PROG = "adala-data"
@@ -40,12 +43,30 @@ def _build_parser() -> argparse.ArgumentParser:
     synthetic.add_argument("--seed", type=int, default=0)
     synthetic.set_defaults(run=_write_synthetic_cifar10)
 
+    real_ptb = commands.add_parser("ptb", help="download Mikolov's Penn TreeBank under --root and verify its MD5s")
+    real_ptb.add_argument("--root", required=True, help="directory that receives ptb/")
+    real_ptb.set_defaults(run=_download_ptb)
+
+    synthetic_ptb = commands.add_parser(
+        "synthetic-ptb", help="write a small learnable stand-in in the same format under ROOT/synthetic/")
+    synthetic_ptb.add_argument("--root", required=True)
+    synthetic_ptb.add_argument("--n-train", type=int, default=20_000, help="train tokens, <eos> included")
+    synthetic_ptb.add_argument("--n-valid", type=int, default=2_000)
+    synthetic_ptb.add_argument("--n-test", type=int, default=2_000)
+    synthetic_ptb.add_argument("--vocab-size", type=int, default=200, help="words, <eos> included")
+    synthetic_ptb.add_argument("--seed", type=int, default=0)
+    synthetic_ptb.set_defaults(run=_write_synthetic_ptb)
+
     verify = commands.add_parser("verify", help="check a dataset's files and checksums")
     datasets = verify.add_subparsers(dest="dataset", required=True, metavar="DATASET")
     check_cifar10 = datasets.add_parser("cifar10", help="CIFAR-10 under --root")
     check_cifar10.add_argument("--root", required=True)
-    check_cifar10.add_argument("--source", choices=("real", "synthetic"), default="real")
+    check_cifar10.add_argument("--source", choices=SOURCES, default="real")
     check_cifar10.set_defaults(run=_verify_cifar10)
+    check_ptb = datasets.add_parser("ptb", help="Penn TreeBank under --root")
+    check_ptb.add_argument("--root", required=True)
+    check_ptb.add_argument("--source", choices=SOURCES, default="real")
+    check_ptb.set_defaults(run=_verify_ptb)
     return parser
 
 
@@ -61,6 +82,21 @@ def _verify_cifar10(args: argparse.Namespace) -> str:
     data = load_cifar10(args.root, source=args.source)  # checks MD5s, then that every batch parses
     return (f"{dataset_dir(args.root, args.source)}: ok, {len(data.train_labels)} train and "
             f"{len(data.test_labels)} test images")
+
+
+def _download_ptb(args: argparse.Namespace) -> str:
+    return str(ptb.download_ptb(args.root))
+
+
+def _write_synthetic_ptb(args: argparse.Namespace) -> str:
+    return str(ptb.write_synthetic_ptb(args.root, n_train_tokens=args.n_train, n_valid_tokens=args.n_valid,
+                                       n_test_tokens=args.n_test, vocab_size=args.vocab_size, seed=args.seed))
+
+
+def _verify_ptb(args: argparse.Namespace) -> str:
+    corpus = ptb.load_ptb(args.root, source=args.source)  # checks MD5s, then that valid and test fit the vocabulary
+    return (f"{ptb.dataset_dir(args.root, args.source)}: ok, {len(corpus.train)} train, {len(corpus.valid)} valid "
+            f"and {len(corpus.test)} test tokens, {len(corpus.vocab)} words")
 
 
 def main(argv: list[str] | None = None) -> int:
