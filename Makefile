@@ -27,6 +27,7 @@ bench:
 
 data:
 	$(BIN)/adala-data cifar10 --root $(DATA)
+	$(BIN)/adala-data ptb --root $(DATA)
 
 tables:
 	$(BIN)/adala-report --runs $(RUNS) --out $(REPORT) --what tables
@@ -37,8 +38,9 @@ figures:
 report:
 	$(BIN)/adala-report --runs $(RUNS) --out $(REPORT)
 
-# The paper's CIFAR-10 experiments (Table 2) on a GPU box: data, the sweep, the report. Finished runs are skipped,
-# interrupted ones resume, so this can be re-run at any time.
+# The paper's experiments on a GPU box: data, the sweeps (Table 2: CIFAR-10; Table 3: PTB), the report. Finished
+# runs are skipped, interrupted ones resume, so this can be re-run at any time.
 reproduce: data
 	$(BIN)/adala-train --multirun +experiment=table2 seed=$(SEEDS) data.root=$(DATA) results.root=$(RUNS)
+	$(BIN)/adala-train --multirun +experiment=table3 seed=$(SEEDS) data.root=$(DATA) results.root=$(RUNS)
 	$(BIN)/adala-report --runs $(RUNS) --out $(REPORT)

@@ -68,9 +68,9 @@ TASKS: dict[str, TaskInfo] = {
         TaskInfo("cifar10_vgg11", CIFAR10, "VGG11"),
         TaskInfo("cifar10_resnet34", CIFAR10, "ResNet34"),
         TaskInfo("cifar10_densenet121", CIFAR10, "DenseNet121"),
-        TaskInfo("ptb_lstm1", PTB, "LSTM-1layer", built=False),
-        TaskInfo("ptb_lstm2", PTB, "LSTM-2layer", built=False),
-        TaskInfo("ptb_lstm3", PTB, "LSTM-3layer", built=False),
+        TaskInfo("ptb_lstm1", PTB, "LSTM-1layer"),
+        TaskInfo("ptb_lstm2", PTB, "LSTM-2layer"),
+        TaskInfo("ptb_lstm3", PTB, "LSTM-3layer"),
         TaskInfo("gan_wgan", GAN, "WGAN", built=False),
         TaskInfo("gan_wgan_gp", GAN, "WGAN-GP", built=False),
     )

@@ -33,7 +33,7 @@ CIFAR10_AS_RUN = {
 
 
 def test_config_groups_offer_every_task_and_every_registered_optimizer():
-    assert choices("task") == TASKS
+    assert choices("task") == TASKS + ["ptb_lstm1", "ptb_lstm2", "ptb_lstm3"]
     assert sorted(choices("optimizer")) == sorted(optim.OPTIMIZER_NAMES)
     assert choices("profile") == ["paper", "smoke"]
 
@@ -47,8 +47,9 @@ def test_conf_the_registry_and_the_report_share_one_catalogue():
     for name in BUILT_TASKS:
         task = compose_config(f"task={name}").task
         assert (task.name, task.family, task.model) == (name, CATALOGUE[name].family.name, CATALOGUE[name].model)
-        family_dir = CONF_DIR / "hparams" / task.family
-        assert sorted(path.stem for path in family_dir.glob("*.yaml")) == sorted(OPTIMIZER_ORDER)
+        assert any((CONF_DIR / "hparams" / task.family).rglob("*.yaml")), name
+    for folder in {path.parent for path in (CONF_DIR / "hparams").rglob("*.yaml")}:
+        assert sorted(path.stem for path in folder.glob("*.yaml")) == sorted(OPTIMIZER_ORDER), folder
     coming = [name for name, task in CATALOGUE.items() if not task.built]
     assert coming and not any((CONF_DIR / "task" / f"{name}.yaml").exists() for name in coming)
 
@@ -86,3 +87,10 @@ def test_table2_experiment_sweeps_all_models_and_optimizers():
     params = cfg.hydra.sweeper.params
     assert sorted(params.task.split(",")) == TASKS
     assert sorted(params.optimizer.split(",")) == sorted(optim.OPTIMIZER_NAMES)
+
+
+def test_table3_experiment_sweeps_all_depths_and_optimizers():
+    cfg = compose_config("+experiment=table3", return_hydra_config=True)
+    params = cfg.hydra.sweeper.params
+    assert params.task.split(",") == ["ptb_lstm1", "ptb_lstm2", "ptb_lstm3"]
+    assert params.optimizer.split(",") == list(OPTIMIZER_ORDER)

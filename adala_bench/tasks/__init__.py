@@ -18,4 +18,22 @@ def build_task(cfg: DictConfig, device: torch.device):
         data = cifar10_data(cfg.data.root, cfg.data.source, cfg.data.synthetic.n_train, cfg.data.synthetic.n_test)
         return Cifar10Classification(data, arch=cfg.task.arch, width=cfg.task.width, batch_size=cfg.batch_size,
                                      val_size=cfg.data.val_size, seed=cfg.seed, device=device)
-    raise ValueError(f"task family {family!r} is not built yet; built: cifar10 (known: {', '.join(FAMILIES)})")
+    if family == "ptb":
+        from adala_bench.tasks.language import LstmSettings, PennTreebankLM, ptb_corpus
+
+        if cfg.data.val_size:
+            raise ValueError(f"data.val_size={cfg.data.val_size} is not allowed for {cfg.task.name}; PTB's "
+                             f"validation set is valid.txt (val_ppl in every row), so it must be 0")
+        sizes = cfg.task.synthetic
+        corpus = ptb_corpus(cfg.data.root, cfg.data.source, sizes.n_train, sizes.n_valid, sizes.n_test, sizes.vocab_size)
+        lstm = LstmSettings(nlayers=cfg.task.nlayers, emsize=scaled(400, cfg.task.width), nhid=scaled(1150, cfg.task.width),
+                            train_recurrent=cfg.task.lstm.train_recurrent)
+        return PennTreebankLM(corpus, lstm, batch_size=cfg.batch_size, seed=cfg.seed, device=device)
+    raise ValueError(f"task family {family!r} is not built yet; known: {', '.join(FAMILIES)}")
+
+
+def scaled(size: int, width: float) -> int:
+    """`size` times the task's width multiplier, rounded, at least 1 (width 1.0 is the reference network)."""
+    if not width > 0:
+        raise ValueError(f"task.width={width!r} is not allowed; it must be > 0")
+    return max(1, round(size * width))
