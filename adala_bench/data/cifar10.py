@@ -7,7 +7,6 @@ CIFAR10 downloads, and the synthetic writer produces the same layout under `<roo
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import pickle
@@ -20,10 +19,10 @@ import numpy as np
 import torch
 
 from adala_bench.data import DataError, check_source
+from adala_bench.data.checksums import MANIFEST, md5_of, read_manifest
 
 BASE_FOLDER = "cifar-10-batches-py"
 SYNTHETIC_FOLDER = "synthetic"
-MANIFEST = "checksums.md5"
 SYNTHETIC_SPEC = "synthetic.json"
 OFFICIAL_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
@@ -91,12 +90,12 @@ def verify_cifar10(root: str | os.PathLike, source: str = "real") -> Path:
     """
     directory = dataset_dir(root, source)
     how = _how_to_get(root, source)
-    expected = OFFICIAL_MD5 if source == "real" else _read_manifest(directory, how)
+    expected = OFFICIAL_MD5 if source == "real" else read_manifest(directory, "CIFAR-10", DATA_FILES, how)
     for name, expected_md5 in expected.items():
         path = directory / name
         if not path.is_file():
             raise DataError(f"CIFAR-10 not found at {directory} (missing {name}); {how}")
-        actual = _md5(path)
+        actual = md5_of(path)
         if actual != expected_md5:
             raise DataError(f"CIFAR-10 file {path} is corrupt (md5 {actual} != {expected_md5}); "
                             f"delete it and run: {_fetch_command(root, source)}")
@@ -143,7 +142,7 @@ def write_synthetic_cifar10(root: str | os.PathLike, n_train: int = 2000, n_test
         _write_pickle(staging / META_FILE, {"num_cases_per_batch": len(train_parts[0]),
                                             "label_names": list(LABEL_NAMES), "num_vis": 3072})
         (staging / SYNTHETIC_SPEC).write_text(json.dumps(spec, sort_keys=True) + "\n")
-        manifest = "".join(f"{_md5(staging / name)}  {name}\n" for name in DATA_FILES + (SYNTHETIC_SPEC,))
+        manifest = "".join(f"{md5_of(staging / name)}  {name}\n" for name in DATA_FILES + (SYNTHETIC_SPEC,))
         (staging / MANIFEST).write_text(manifest)
         _move_into_place(staging, Path(root), spec)
     finally:
@@ -168,28 +167,6 @@ def _fetch_command(root: str | os.PathLike, source: str) -> str:
 def _how_to_get(root: str | os.PathLike, source: str) -> str:
     verb = "download" if source == "real" else "create"
     return f"{verb} it with: {_fetch_command(root, source)}"
-
-
-def _md5(path: Path) -> str:
-    digest = hashlib.md5(usedforsecurity=False)
-    with open(path, "rb") as file:
-        for chunk in iter(lambda: file.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _read_manifest(directory: Path, how: str) -> dict[str, str]:
-    path = directory / MANIFEST
-    if not path.is_file():
-        raise DataError(f"CIFAR-10 not found at {directory} (missing {MANIFEST}); {how}")
-    checksums = {}
-    for line in path.read_text().splitlines():
-        digest, _, name = line.partition("  ")
-        checksums[name.strip()] = digest.strip()
-    missing = [name for name in DATA_FILES if name not in checksums]
-    if missing:
-        raise DataError(f"CIFAR-10 manifest {path} lists no checksum for {missing[0]}; {how}")
-    return checksums
 
 
 def _load_pickle(path: Path) -> dict:

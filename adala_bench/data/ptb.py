@@ -8,7 +8,6 @@ the reference runs use (PROTOCOL.md §2).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -23,10 +22,10 @@ import numpy as np
 import torch
 
 from adala_bench.data import DataError, check_source
+from adala_bench.data.checksums import MANIFEST, md5_of, read_manifest
 
 BASE_FOLDER = "ptb"
 SYNTHETIC_FOLDER = "synthetic"
-MANIFEST = "checksums.md5"
 SYNTHETIC_SPEC = "synthetic.json"
 OFFICIAL_URL = "https://www.fit.vutbr.cz/~imikolov/rnnlm/simple-examples.tgz"
 ARCHIVE_FOLDER = ("simple-examples", "data")  # where the three files sit inside the archive
@@ -90,12 +89,12 @@ def verify_ptb(root: str | os.PathLike, source: str = "real") -> Path:
     """
     directory = dataset_dir(root, source)
     how = _how_to_get(root, source)
-    expected = OFFICIAL_MD5 if source == "real" else _read_manifest(directory, how)
+    expected = OFFICIAL_MD5 if source == "real" else read_manifest(directory, "PTB", FILES.values(), how)
     for name in FILES.values():
         path = directory / name
         if not path.is_file():
             raise DataError(f"PTB not found at {directory} (missing {name}); {how}")
-        actual = _md5(path)
+        actual = md5_of(path)
         if actual != expected[name]:
             raise DataError(f"PTB file {path} is corrupt or truncated (md5 {actual} != {expected[name]}); "
                             f"delete it and {how}")
@@ -121,7 +120,7 @@ def download_ptb(root: str | os.PathLike) -> Path:
         _fetch(archive, root)
         _extract(archive, staging, root)
         for name, expected in OFFICIAL_MD5.items():
-            actual = _md5(staging / name)
+            actual = md5_of(staging / name)
             if actual != expected:
                 raise DataError(f"PTB download to {root} failed: {name} in the archive has md5 {actual}, expected "
                                 f"{expected}; {_by_hand(root)}")
@@ -160,7 +159,7 @@ def write_synthetic_ptb(root: str | os.PathLike, n_train_tokens: int = 20_000, n
             (staging / FILES[split]).write_bytes(text.encode("ascii"))
         (staging / SYNTHETIC_SPEC).write_text(json.dumps(spec, sort_keys=True) + "\n")
         names = tuple(FILES.values()) + (SYNTHETIC_SPEC,)
-        (staging / MANIFEST).write_text("".join(f"{_md5(staging / name)}  {name}\n" for name in names))
+        (staging / MANIFEST).write_text("".join(f"{md5_of(staging / name)}  {name}\n" for name in names))
         _move_into_place(staging, Path(root), spec)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -224,28 +223,6 @@ def _how_to_get(root: str | os.PathLike, source: str) -> str:
     if source == "real":
         return f"download it with: {_fetch_command(root, source)} (offline: {_by_hand(root)})"
     return f"create it with: {_fetch_command(root, source)}"
-
-
-def _md5(path: Path) -> str:
-    digest = hashlib.md5(usedforsecurity=False)
-    with open(path, "rb") as file:
-        for chunk in iter(lambda: file.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _read_manifest(directory: Path, how: str) -> dict[str, str]:
-    path = directory / MANIFEST
-    if not path.is_file():
-        raise DataError(f"PTB not found at {directory} (missing {MANIFEST}); {how}")
-    checksums = {}
-    for line in path.read_text().splitlines():
-        digest, _, name = line.partition("  ")
-        checksums[name.strip()] = digest.strip()
-    missing = [name for name in FILES.values() if name not in checksums]
-    if missing:
-        raise DataError(f"PTB manifest {path} lists no checksum for {missing[0]}; {how}")
-    return checksums
 
 
 def _tokenize(path: Path, vocab: dict[str, int], grow: bool, how: str) -> torch.Tensor:
