@@ -14,21 +14,15 @@ from __future__ import annotations
 import argparse
 import sys
 
+from adala_bench.cli import OneLineParser
 from adala_bench.data import SOURCES, ptb
 from adala_bench.data.cifar10 import dataset_dir, download_cifar10, load_cifar10, write_synthetic_cifar10
 
 PROG = "adala-data"
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse with one-line errors, the same shape as the data errors below."""
-
-    def error(self, message: str):
-        self.exit(2, f"{PROG}: error: {message}\n")
-
-
 def _build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog=PROG, description="Fetch, create and verify the datasets adala-bench reads.")
+    parser = OneLineParser(prog=PROG, description="Fetch, create and verify the datasets adala-bench reads.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     real = commands.add_parser("cifar10", help="download the official CIFAR-10 under --root and verify its MD5s")

@@ -19,20 +19,14 @@ import numpy as np
 import torch
 from pytorch_fid.fid_score import IMAGE_EXTENSIONS, compute_statistics_of_path
 
+from adala_bench.cli import OneLineParser
 from adala_bench.metrics.fid import DIMS, REAL_LABEL, FIDError, InceptionFeatures, frechet_distance
 
 PROG = "adala-fid"
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse with one-line errors, the same shape as the FID errors below."""
-
-    def error(self, message: str):
-        self.exit(2, f"{PROG}: error: {message}\n")
-
-
 def _build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog=PROG, description="FID of two image folders or .npz statistics (pytorch-fid's Inception).")
+    parser = OneLineParser(prog=PROG, description="FID of two image folders or .npz statistics (pytorch-fid's Inception).")
     parser.add_argument("path", nargs=2, metavar="PATH",
                         help="image folders or .npz files with mu and sigma; with --save-stats: folder, then .npz")
     parser.add_argument("--batch-size", type=int, default=50)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from adala_bench.cli import OneLineParser
 from adala_bench.catalog import TABLES, default_reference_dir
 from .figures import X_AXES, write_figures
 from .load import load_runs
@@ -28,12 +29,6 @@ validation epoch where the runs logged val_acc / val_ppl.
 """
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):
-        """One line on stderr, exit status 2."""
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
 def _positive(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -42,7 +37,7 @@ def _positive(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="adala-report", description=__doc__, epilog=EPILOG,
+    parser = OneLineParser(prog="adala-report", description=__doc__, epilog=EPILOG,
                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=Path, default=Path("results/runs"), help="run directories root (default: results/runs)")
     parser.add_argument("--out", type=Path, default=Path("results/report"), help="output folder (default: results/report)")
