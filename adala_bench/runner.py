@@ -95,7 +95,9 @@ def optimizer_spec(cfg: DictConfig) -> OptimizerSpec:
 
 
 def trainer_settings(cfg: DictConfig) -> TrainerSettings:
-    return TrainerSettings(lookahead_batch=cfg.trainer.lookahead_batch, clip_grad_norm=cfg.task.get("clip_grad_norm"))
+    return TrainerSettings(lookahead_batch=cfg.trainer.lookahead_batch, clip_grad_norm=cfg.task.get("clip_grad_norm"),
+                           precision=cfg.trainer.precision, channels_last=cfg.trainer.channels_last,
+                           compile=cfg.trainer.compile)
 
 
 def validate(cfg: DictConfig) -> tuple[torch.device, OptimizerSpec, TrainerSettings]:
@@ -162,6 +164,8 @@ def train_one(cfg: DictConfig) -> str:
     seed_everything(cfg.seed)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # as the reference
+        # TF32 did not exist when the reference ran (torch 1.1): the paper's protocol is plain fp32; `fast` allows it.
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = settings.fast
     try:
         task = build_task(cfg, device)
     except ValueError as error:  # DataError, FIDError, bad widths: the user's to fix, said in one line

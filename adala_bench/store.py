@@ -45,18 +45,31 @@ class RunStoreError(RuntimeError):
     """A run directory that cannot be used as it is (busy, corrupt checkpoint)."""
 
 
+# The trainer's speed switches as the paper's protocol has them (trainer.TrainerSettings' defaults; a test holds the
+# two equal). A run that sets any of them otherwise computes something else: its tag says `fast`.
+PAPER_TRAINER = {"precision": "fp32", "channels_last": False, "compile": False}
+FAST_MARK = "fast"
+
+
+def is_fast_tag(tag: str) -> bool:
+    """Whether a run directory's hparam tag is that of a `fast` run (see hparam_tag)."""
+    return FAST_MARK in tag.split("-")
+
+
 def run_identity(cfg: DictConfig) -> dict[str, Any]:
     """The resolved config as far as it decides what a run computes.
 
     `trainer.lookahead_batch` counts only for an optimizer that takes the look-ahead closure (its config has a
     `lookahead_batch` key), and it is spelled where it stood before the trainer group existed
-    (`optimizer.lookahead_batch`), so run directories made then keep their names.
+    (`optimizer.lookahead_batch`), so run directories made then keep their names. The speed switches count only
+    where they differ from the paper's protocol, for the same reason.
     """
     identity = OmegaConf.to_container(cfg, resolve=True)
     trainer = identity.pop("trainer", {})
     lookahead_batch = trainer.pop("lookahead_batch", "next")
     if "lookahead_batch" in identity["optimizer"]:
         identity["optimizer"]["lookahead_batch"] = lookahead_batch
+    trainer = {key: value for key, value in trainer.items() if PAPER_TRAINER.get(key, object()) != value}
     if trainer:
         identity["trainer"] = trainer
     for dotted in NON_IDENTITY_KEYS:
@@ -73,6 +86,8 @@ def hparam_tag(cfg: DictConfig) -> str:
     """
     identity = run_identity(cfg)
     readable = "-".join(f"{key}{_short(value)}" for key, value in identity["optimizer"].items() if key != "name")
+    if any(key in PAPER_TRAINER for key in identity.get("trainer", {})):
+        readable = f"{readable}-{FAST_MARK}" if readable else FAST_MARK
     digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:8]
     return f"{readable}-{digest}" if readable else digest
 

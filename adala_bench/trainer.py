@@ -46,6 +46,7 @@ from torch.utils._pytree import tree_map
 from adala_bench import optim
 
 LOOKAHEAD_BATCHES = ("next", "same")
+PRECISIONS = ("fp32", "bf16")
 
 
 @dataclass
@@ -106,15 +107,29 @@ class OptimizerSpec:
 
 @dataclass(frozen=True)
 class TrainerSettings:
-    """How the trainer feeds the optimizers (config group `trainer`, plus the task's clipping)."""
+    """How the trainer feeds the optimizers (config group `trainer`, plus the task's clipping).
+
+    The defaults are the paper's protocol in fp32. precision="bf16" (autocast on the training device),
+    channels_last and compile (nn.Module.compile, in place) are `profile=fast`'s speed switches.
+    """
 
     lookahead_batch: str = "next"
     clip_grad_norm: float | None = None
+    precision: str = "fp32"
+    channels_last: bool = False
+    compile: bool = False
 
     def __post_init__(self) -> None:
         if self.lookahead_batch not in LOOKAHEAD_BATCHES:
             raise ValueError(f"trainer.lookahead_batch={self.lookahead_batch!r} is not allowed; "
                              f"allowed: {', '.join(LOOKAHEAD_BATCHES)}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"trainer.precision={self.precision!r} is not allowed; allowed: {', '.join(PRECISIONS)}")
+
+    @property
+    def fast(self) -> bool:
+        """Whether any speed switch is on (the run then computes something other than the paper's fp32 protocol)."""
+        return (self.precision, self.channels_last, self.compile) != ("fp32", False, False)
         if self.clip_grad_norm is not None and not self.clip_grad_norm > 0:
             raise ValueError(f"clip_grad_norm={self.clip_grad_norm!r} is not allowed; it must be > 0 or null")
 
@@ -200,6 +215,11 @@ class Trainer:
         self.specs: dict[str, OptimizerSpec] = {}
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
         self.base_lrs: dict[str, list[float]] = {}
+        for player in task.players.values():
+            if settings.channels_last:
+                player.module.to(memory_format=torch.channels_last)
+            if settings.compile:
+                player.module.compile()  # in place: parameters and state_dict keys stay as they are
         for player, spec in optimizers.items():
             self._install(player, spec)
         # every model's buffers, each once: a look-ahead pass must leave all of them as it found them
@@ -290,7 +310,7 @@ class Trainer:
             **({f"grad_evals_{p}": n for p, n in progress.grad_evals_by_player.items()} if len(evals) > 1 else {}),
             "lr": self.optimizers[first].param_groups[0]["lr"],
             **self.task.summarize_train(sums),
-            **self.task.evaluate(epoch),
+            **self._evaluate(epoch),
         }
         if not all(np.isfinite(v) for v in row.values() if isinstance(v, float)):
             raise Diverged(epoch, progress.step)
@@ -303,7 +323,8 @@ class Trainer:
         if move.lr_factor != 1.0:
             self._set_lr(move.player, epoch, move.lr_factor)
         optimizer.zero_grad(set_to_none=True)
-        loss = self.task.loss(move.player, move.batch, carry)
+        with self._autocast():
+            loss = self.task.loss(move.player, move.batch, carry)
         loss.value.backward()
         self._clip(move.player)
         if optim.needs_closure(optimizer):
@@ -332,7 +353,8 @@ class Trainer:
         def closure() -> Tensor:
             saved = [buffer.clone() for buffer in self.buffers]
             optimizer.zero_grad(set_to_none=True)
-            loss = self.task.loss(move.player, batch, carry)
+            with self._autocast():
+                loss = self.task.loss(move.player, batch, carry)
             loss.value.backward()
             self._clip(move.player)
             with torch.no_grad():
@@ -341,6 +363,13 @@ class Trainer:
             return loss.value
 
         return closure
+
+    def _autocast(self) -> torch.autocast:
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.settings.precision == "bf16")
+
+    def _evaluate(self, epoch: int) -> dict[str, float]:
+        with self._autocast():
+            return self.task.evaluate(epoch)
 
     def _set_lr(self, player: str, epoch: int, factor: float = 1.0) -> None:
         decay = self.schedule.factor(epoch, since=self.specs[player].since_epoch)

@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from adala_bench.cli import OneLineParser
+from adala_bench.store import is_fast_tag
 from adala_bench.catalog import TABLES, default_reference_dir
 from .figures import X_AXES, write_figures
 from .load import load_runs
@@ -36,6 +37,9 @@ def _positive(text: str) -> int:
     return value
 
 
+PROFILES = ("paper", "fast")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="adala-report", description=__doc__, epilog=EPILOG,
                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -52,6 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--expected-seeds", type=_positive, default=None,
                         help="seeds a cell should have (default: the most any cell of the table has)")
     parser.add_argument("--runs-csv", action="store_true", help="also write runs.csv, the long frame")
+    parser.add_argument("--profile", choices=PROFILES, default="paper",
+                        help="which runs to tabulate: paper (the fp32 protocol, default) or fast (profile=fast runs, "
+                             "whose tags say `fast`); the two are never averaged together")
     return parser
 
 
@@ -115,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     except FileNotFoundError as error:
         parser.error(str(error))
     frame = load_runs(args.runs)
+    frame = frame[frame["hparams"].map(is_fast_tag) == (args.profile == "fast")]
     runs = choose_hparams(run_values(frame, args.rule))
     written: list[Path] = []
     if args.what in ("tables", "all"):
