@@ -33,6 +33,7 @@ from adala_bench.trainer import Diverged, OptimizerSpec, Progress, Schedule, Tra
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 # Optimizer config keys that are not constructor arguments (lookahead_batch: the deprecated alias, see below).
 NOT_HPARAMS = ("name", "lookahead_batch")
+CUSTOM = "custom"  # conf/optimizer/custom.yaml: any optimizer class by import path
 PACKAGES = ("torch", "torchvision", "hydra-core", "omegaconf", "adabelief-pytorch", "adabound", "torch-optimizer", "adala-bench")
 
 
@@ -64,7 +65,18 @@ def check_group_overrides(argv: list[str]) -> None:
 
 
 def apply_aliases(cfg: DictConfig) -> None:
-    """`optimizer.lookahead_batch` is the old spelling of `trainer.lookahead_batch`: honour it, say so in one line."""
+    """Put the config in its one spelling before anything reads it.
+
+    - `optimizer=custom optimizer._target_=pkg.Class`: the optimizer's name becomes its import path (its run
+      directories and its rows in the report are named after it).
+    - `optimizer.lookahead_batch` is the old spelling of `trainer.lookahead_batch`: honour it, say so in one line.
+    """
+    missing = sorted(OmegaConf.missing_keys(cfg))
+    if missing:
+        raise ConfigError(f"{missing[0]} has no value; give it on the command line, e.g. {missing[0]}=...")
+    if cfg.optimizer.name == CUSTOM:
+        with open_dict(cfg):
+            cfg.optimizer.name = cfg.optimizer.pop("_target_")
     alias = cfg.optimizer.get("lookahead_batch")
     if alias is None:
         return

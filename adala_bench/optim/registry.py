@@ -21,6 +21,7 @@ Which implementation stands for each reference optimizer (PROTOCOL.md §5):
 
 from __future__ import annotations
 
+import importlib
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -86,9 +87,15 @@ _SPECS: dict[str, _Spec] = {
 
 
 def build(name: str, params, **hparams: Any) -> Optimizer:
-    """Optimizer `name` over params, e.g. build("sgd", model.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)."""
+    """Optimizer `name` over params, e.g. build("sgd", model.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4).
+
+    A dotted import path ("torch.optim.Adamax", "my_module.MyOptimizer") builds that class instead: any torch
+    Optimizer, benchmarked through the same trainer (`optimizer=custom optimizer._target_=...`).
+    """
+    if name not in _SPECS and "." in name:
+        return build_imported(name, params, **hparams)
     if name not in _SPECS:
-        raise ValueError(f"unknown optimizer {name!r}; allowed: {', '.join(OPTIMIZER_NAMES)}")
+        raise ValueError(f"unknown optimizer {name!r}; allowed: {', '.join(OPTIMIZER_NAMES)}, or a class's import path")
     spec = _SPECS[name]
     unknown = sorted(set(hparams) - set(spec.hparams))
     if unknown:
@@ -107,3 +114,23 @@ def build(name: str, params, **hparams: Any) -> Optimizer:
 def needs_closure(optimizer: Optimizer) -> bool:
     """True when optimizer.step must be given a closure (AdaLA's look-ahead)."""
     return getattr(optimizer, "requires_closure", False)
+
+
+def build_imported(path: str, params, **hparams: Any) -> Optimizer:
+    """The optimizer class at import path `path`, constructed as cls(params, **hparams); ValueError in one line when
+    it cannot be imported, is not an Optimizer, or refuses the arguments."""
+    module_name, _, class_name = path.rpartition(".")
+    try:
+        cls = getattr(importlib.import_module(module_name), class_name)
+    except (ImportError, AttributeError) as error:
+        raise ValueError(f"optimizer class {path!r} cannot be imported ({type(error).__name__}: {error}); "
+                         f"give a module on PYTHONPATH and a class in it, e.g. torch.optim.Adamax") from None
+    if not (isinstance(cls, type) and issubclass(cls, Optimizer)):
+        raise ValueError(f"optimizer class {path!r} is not a torch.optim.Optimizer subclass")
+    if "betas" in hparams:
+        hparams["betas"] = tuple(hparams["betas"])
+    try:
+        return cls(params, **hparams)
+    except (TypeError, ValueError) as error:
+        message = " ".join(str(error).split())
+        raise ValueError(f"optimizer class {path!r} cannot be constructed with {hparams}: {message}") from None
