@@ -12,8 +12,10 @@ each epoch's progress and state from the trainer to the run directory (store.Run
 
 from __future__ import annotations
 
+import logging
 import os
 import platform
+import time
 import subprocess
 import sys
 from importlib import metadata
@@ -26,11 +28,12 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from adala_bench.catalog import TASKS
+from adala_bench.catalog import FAMILIES, TASKS
 from adala_bench.store import FINAL_STATES, RunDir, RunStoreError, run_path
 from adala_bench.trainer import Diverged, OptimizerSpec, Progress, Schedule, Trainer, TrainerSettings, seed_everything
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+log = logging.getLogger(__name__)
 # Optimizer config keys that are not constructor arguments (lookahead_batch: the deprecated alias, see below).
 NOT_HPARAMS = ("name", "lookahead_batch")
 CUSTOM = "custom"  # conf/optimizer/custom.yaml: any optimizer class by import path
@@ -221,9 +224,11 @@ def _train_locked(cfg: DictConfig, run: RunDir, trainer: Trainer, device: torch.
     print(f"adala-train: {'resuming' if checkpoint else 'starting'} {run.path}"
           + (f" at epoch {progress.epoch}" if checkpoint else ""))
     run.start(cfg, progress.metrics, **provenance(device))
+    epoch_log = EpochLog(cfg, progress.epoch)
     try:
         for progress, state, artifacts in trainer.fit(progress):
             run.record_epoch(progress.metrics, state, artifacts)
+            epoch_log.epoch_done(progress.metrics[-1])
     except Diverged as diverged:
         at = {"epoch": diverged.epoch, "step": diverged.step}
         run.finish("diverged", reason=f"non-finite loss at epoch {at['epoch']}, step {at['step']}", diverged_at=at)
@@ -239,8 +244,41 @@ def _train_locked(cfg: DictConfig, run: RunDir, trainer: Trainer, device: torch.
     return "completed"
 
 
+class EpochLog:
+    """One log line per finished epoch: where the run is, its training loss, the task's test metric, lr, the
+    epoch's seconds (evaluation included) and the time left at that pace."""
+
+    def __init__(self, cfg: DictConfig, first_epoch: int):
+        family = FAMILIES.get(cfg.task.family)
+        self.metrics = (family.metric, f"{family.metric}_curve") if family else ()
+        self.name = f"{cfg.task.name} {cfg.optimizer.name} seed={cfg.seed}"
+        self.epochs, self.first_epoch, self.started = cfg.epochs, first_epoch, time.perf_counter()
+        self.last = self.started
+
+    def epoch_done(self, row: dict) -> None:
+        now = time.perf_counter()
+        done = row["epoch"] + 1
+        seconds, self.last = now - self.last, now
+        pace = (now - self.started) / (done - self.first_epoch)
+        fields = [f"epoch {done}/{self.epochs}"]
+        fields += [f"{key} {row[key]:.4g}" for key in ("train_loss", *self.metrics) if isinstance(row.get(key), float)]
+        fields += [f"lr {row['lr']:.3g}", f"{seconds:.1f} s/epoch", f"ETA {_duration(pace * (self.epochs - done))}"]
+        log.info("%s: %s", self.name, ", ".join(fields))
+
+
+def _duration(seconds: float) -> str:
+    minutes, seconds = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{seconds:02d}s"
+
+
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
 def hydra_main(cfg: DictConfig) -> str:
+    job_log = None
+    if HydraConfig.get().mode == RunMode.MULTIRUN:  # each job's lines also go to the sweep's own folder
+        job_log = logging.FileHandler(Path(HydraConfig.get().runtime.output_dir) / "adala-train.log")
+        job_log.setFormatter(logging.Formatter("[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"))
+        logging.getLogger("adala_bench").addHandler(job_log)
     try:
         return train_one(cfg)
     except RunBusy as busy:
@@ -250,6 +288,10 @@ def hydra_main(cfg: DictConfig) -> str:
         return "busy"
     except ConfigError as error:
         fail(error)
+    finally:
+        if job_log is not None:
+            logging.getLogger("adala_bench").removeHandler(job_log)
+            job_log.close()
 
 
 def fail(error: Exception) -> NoReturn:

@@ -33,6 +33,7 @@ in the param groups while the optimizer steps, so it scales the tentative step t
 from __future__ import annotations
 
 import random
+import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -42,6 +43,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.utils._pytree import tree_map
+from tqdm import tqdm
 
 from adala_bench import optim
 
@@ -282,7 +284,11 @@ class Trainer:
         sums: dict[str, Tensor] = {}
         evals = dict.fromkeys(self.optimizers, 0)
         started = time.perf_counter()
+        # A bar within the epoch for a person at a terminal; nothing in logs and sweeps. It reads no tensor: no sync.
+        bar = tqdm(total=len(batches), desc=f"epoch {epoch + 1}/{self.epochs}", unit="batch", leave=False,
+                   file=sys.stdout, disable=not sys.stdout.isatty())
         for index in range(len(batches)):
+            bar.update()
             for move in self.task.moves(batches, index):
                 loss = self._step(move, carry, epoch)
                 carry = detach(loss.carry)
@@ -291,6 +297,7 @@ class Trainer:
                 evals[move.player] += 2 if optim.needs_closure(self.optimizers[move.player]) else 1
                 for key, value in loss.sums.items():
                     sums[key] = sums[key] + value.detach() if key in sums else value.detach()
+        bar.close()
         self._synchronize()
         finite = torch.isfinite(torch.stack(losses)) if losses else torch.ones(0, dtype=torch.bool)
         if not bool(finite.all()):
