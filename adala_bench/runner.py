@@ -72,6 +72,8 @@ def apply_aliases(cfg: DictConfig) -> None:
 
     - `optimizer=custom optimizer._target_=pkg.Class`: the optimizer's name becomes its import path (its run
       directories and its rows in the report are named after it).
+    - `lr_scale=k` (an lr search, conf/experiment/search_*.yaml) multiplies the as-run lr: the run is the one that
+      `optimizer.lr=<lr·k>` names, so a chosen setting is re-run by its lr alone.
     - `optimizer.lookahead_batch` is the old spelling of `trainer.lookahead_batch`: honour it, say so in one line.
     """
     missing = sorted(OmegaConf.missing_keys(cfg))
@@ -80,6 +82,12 @@ def apply_aliases(cfg: DictConfig) -> None:
     if cfg.optimizer.name == CUSTOM:
         with open_dict(cfg):
             cfg.optimizer.name = cfg.optimizer.pop("_target_")
+    with open_dict(cfg):  # an lr search's multiplier becomes the lr it means (the run is named by that lr)
+        scale = cfg.pop("lr_scale", 1.0)
+        if scale != 1.0:
+            if not (isinstance(scale, (int, float)) and scale > 0):
+                raise ConfigError(f"lr_scale={scale!r} is not allowed; it must be a number > 0")
+            cfg.optimizer.lr = cfg.optimizer.lr * scale
     alias = cfg.optimizer.get("lookahead_batch")
     if alias is None:
         return

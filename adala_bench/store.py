@@ -65,6 +65,9 @@ def run_identity(cfg: DictConfig) -> dict[str, Any]:
     where they differ from the paper's protocol, for the same reason.
     """
     identity = OmegaConf.to_container(cfg, resolve=True)
+    if identity.pop("lr_scale", 1.0) != 1.0:
+        raise ValueError("lr_scale is still in the config: name the run after runner.apply_aliases has turned it into "
+                         "the lr it means")
     trainer = identity.pop("trainer", {})
     lookahead_batch = trainer.pop("lookahead_batch", "next")
     if "lookahead_batch" in identity["optimizer"]:

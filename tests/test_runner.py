@@ -308,3 +308,18 @@ def test_a_task_that_is_not_built_yet_is_refused_in_one_line(monkeypatch):
     with pytest.raises(ConfigError) as error:
         check_group_overrides(["task=cifar10_vgg11,ptb_lstm2"])
     assert str(error.value).startswith("task 'ptb_lstm2' (Table3) is not built yet; built: cifar10_densenet121, ")
+
+
+def test_lr_scale_names_the_run_by_the_lr_it_gives(smoke):
+    from adala_bench.runner import apply_aliases
+
+    scaled = smoke("task=cifar10_vgg11", "optimizer=adam", "lr_scale=3")
+    plain = smoke("task=cifar10_vgg11", "optimizer=adam", f"optimizer.lr={1e-3 * 3!r}")
+    with pytest.raises(ValueError, match="lr_scale is still in the config"):
+        run_path(scaled)
+    apply_aliases(scaled)
+    apply_aliases(plain)
+    assert scaled.optimizer.lr == 1e-3 * 3 and run_path(scaled) == run_path(plain)
+    assert run_path(scaled).parent.name.startswith("lr0.003-")
+    with pytest.raises(ConfigError, match="lr_scale=-1 is not allowed; it must be a number > 0"):
+        apply_aliases(smoke("task=cifar10_vgg11", "optimizer=adam", "lr_scale=-1"))
