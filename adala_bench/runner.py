@@ -36,6 +36,8 @@ CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 log = logging.getLogger(__name__)
 # Optimizer config keys that are not constructor arguments (lookahead_batch: the deprecated alias, see below).
 NOT_HPARAMS = ("name", "lookahead_batch")
+LOGGERS = ("none", "tensorboard")
+TENSORBOARD_DIR = "tensorboard"
 CUSTOM = "custom"  # conf/optimizer/custom.yaml: any optimizer class by import path
 PACKAGES = ("torch", "torchvision", "hydra-core", "omegaconf", "adabelief-pytorch", "adabound", "torch-optimizer", "adala-bench")
 
@@ -131,6 +133,13 @@ def validate(cfg: DictConfig) -> tuple[torch.device, OptimizerSpec, TrainerSetti
             raise ConfigError(f"{key}={value!r} is not allowed; it must be a positive integer")
     if not isinstance(cfg.seed, int) or cfg.seed < 0:
         raise ConfigError(f"seed={cfg.seed!r} is not allowed; it must be a non-negative integer")
+    if cfg.logger not in LOGGERS:
+        raise ConfigError(f"logger={cfg.logger!r} is not allowed; allowed: {', '.join(LOGGERS)}")
+    if cfg.logger == "tensorboard":
+        try:
+            import tensorboard  # noqa: F401
+        except ImportError:
+            raise ConfigError("logger=tensorboard needs the tensorboard package: pip install -e '.[tensorboard]'") from None
     if not isinstance(cfg.data.val_size, int) or cfg.data.val_size < 0:
         raise ConfigError(f"data.val_size={cfg.data.val_size!r} is not allowed; it must be an integer ≥ 0")
     try:
@@ -232,7 +241,7 @@ def _train_locked(cfg: DictConfig, run: RunDir, trainer: Trainer, device: torch.
     print(f"adala-train: {'resuming' if checkpoint else 'starting'} {run.path}"
           + (f" at epoch {progress.epoch}" if checkpoint else ""))
     run.start(cfg, progress.metrics, **provenance(device))
-    epoch_log = EpochLog(cfg, progress.epoch)
+    epoch_log = EpochLog(cfg, progress.epoch, tensorboard=run.path / TENSORBOARD_DIR if cfg.logger == "tensorboard" else None)
     try:
         for progress, state, artifacts in trainer.fit(progress):
             run.record_epoch(progress.metrics, state, artifacts)
@@ -246,6 +255,8 @@ def _train_locked(cfg: DictConfig, run: RunDir, trainer: Trainer, device: torch.
         reason = "interrupted" if isinstance(error, KeyboardInterrupt) else f"{type(error).__name__}: {error}"
         run.finish("failed", reason=f"{reason}; re-run to resume from the last checkpoint")
         raise
+    finally:
+        epoch_log.close()
     run.finish("completed", epochs_done=progress.epoch)
     last = progress.metrics[-1]
     print(f"adala-train: {run.path} completed: " + ", ".join(f"{k}={v:.4g}" for k, v in last.items() if "test" in k))
@@ -254,14 +265,24 @@ def _train_locked(cfg: DictConfig, run: RunDir, trainer: Trainer, device: torch.
 
 class EpochLog:
     """One log line per finished epoch: where the run is, its training loss, the task's test metric, lr, the
-    epoch's seconds (evaluation included) and the time left at that pace."""
+    epoch's seconds (evaluation included) and the time left at that pace; with `logger=tensorboard` also every
+    numeric metric as a TensorBoard scalar (in the run directory's tensorboard/, redone epochs replaced)."""
 
-    def __init__(self, cfg: DictConfig, first_epoch: int):
+    def __init__(self, cfg: DictConfig, first_epoch: int, tensorboard: Path | None = None):
         family = FAMILIES.get(cfg.task.family)
         self.metrics = (family.metric, f"{family.metric}_curve") if family else ()
         self.name = f"{cfg.task.name} {cfg.optimizer.name} seed={cfg.seed}"
         self.epochs, self.first_epoch, self.started = cfg.epochs, first_epoch, time.perf_counter()
         self.last = self.started
+        self.writer = None
+        if tensorboard is not None:
+            from torch.utils.tensorboard import SummaryWriter  # the optional `tensorboard` extra
+
+            self.writer = SummaryWriter(str(tensorboard), purge_step=first_epoch)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
 
     def epoch_done(self, row: dict) -> None:
         now = time.perf_counter()
@@ -272,6 +293,11 @@ class EpochLog:
         fields += [f"{key} {row[key]:.4g}" for key in ("train_loss", *self.metrics) if isinstance(row.get(key), float)]
         fields += [f"lr {row['lr']:.3g}", f"{seconds:.1f} s/epoch", f"ETA {_duration(pace * (self.epochs - done))}"]
         log.info("%s: %s", self.name, ", ".join(fields))
+        if self.writer is not None:
+            for key, value in row.items():
+                if isinstance(value, (int, float)) and key != "epoch":
+                    self.writer.add_scalar(key, value, row["epoch"])
+            self.writer.flush()
 
 
 def _duration(seconds: float) -> str:

@@ -38,7 +38,7 @@ STATES = ("running", "completed", "diverged", "failed")
 FINAL_STATES = ("completed", "diverged")
 
 # Keys that decide where files go or what hardware runs, not what is computed: left out of the run's identity.
-NON_IDENTITY_KEYS = ("seed", "device", "data.root", "results")
+NON_IDENTITY_KEYS = ("seed", "device", "data.root", "results", "logger")
 
 
 class RunStoreError(RuntimeError):
