@@ -84,7 +84,7 @@ def test_hyperparameters_read_as_named():
 
 def test_unknown_names_and_hyperparameters_are_refused():
     params = [nn.Parameter(torch.ones(2))]
-    with pytest.raises(ValueError, match="unknown optimizer 'foo'; allowed: fromage, adamw, radam, .*, adabelief, adala$"):
+    with pytest.raises(ValueError, match="unknown optimizer 'foo'; allowed: fromage, adamw, radam, .*, adabelief, adala, or a class's import path$"):
         build("foo", params)
     with pytest.raises(ValueError, match="'nesterov'.*'adam'; allowed: lr, betas, eps"):
         build("adam", params, nesterov=True)
