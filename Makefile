@@ -7,8 +7,10 @@ DATA ?= data
 RUNS ?= results/runs
 REPORT ?= results/report
 SEEDS ?= 0,1,2
+EXPERIMENT ?= table2
+PLAN_ARGS ?=
 
-.PHONY: install test demo bench data tables figures report reproduce clean-demo
+.PHONY: install test demo bench data tables figures report reproduce plan clean-demo
 
 install:
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -44,3 +46,8 @@ reproduce: data
 	$(BIN)/adala-train --multirun +experiment=table2 seed=$(SEEDS) data.root=$(DATA) results.root=$(RUNS)
 	$(BIN)/adala-train --multirun +experiment=table3 seed=$(SEEDS) data.root=$(DATA) results.root=$(RUNS)
 	$(BIN)/adala-report --runs $(RUNS) --out $(REPORT)
+
+# Where a sweep stands: every run of $(EXPERIMENT) x $(SEEDS) with its state, and the GPU-hours left (reads the run
+# store only), e.g. make plan EXPERIMENT=table3 SEEDS=0-9 PLAN_ARGS="--summary profile=fast"
+plan:
+	$(BIN)/adala-plan $(EXPERIMENT) --seeds $(SEEDS) --runs $(RUNS) $(PLAN_ARGS)
