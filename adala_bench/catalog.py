@@ -71,8 +71,8 @@ TASKS: dict[str, TaskInfo] = {
         TaskInfo("ptb_lstm1", PTB, "LSTM-1layer"),
         TaskInfo("ptb_lstm2", PTB, "LSTM-2layer"),
         TaskInfo("ptb_lstm3", PTB, "LSTM-3layer"),
-        TaskInfo("gan_wgan", GAN, "WGAN", built=False),
-        TaskInfo("gan_wgan_gp", GAN, "WGAN-GP", built=False),
+        TaskInfo("gan_wgan", GAN, "WGAN"),
+        TaskInfo("gan_wgan_gp", GAN, "WGAN-GP"),
     )
 }
 BUILT_TASKS: tuple[str, ...] = tuple(name for name, task in TASKS.items() if task.built)

@@ -259,7 +259,8 @@ def _train_locked(cfg: DictConfig, run: RunDir, trainer: Trainer, device: torch.
         epoch_log.close()
     run.finish("completed", epochs_done=progress.epoch)
     last = progress.metrics[-1]
-    print(f"adala-train: {run.path} completed: " + ", ".join(f"{k}={v:.4g}" for k, v in last.items() if "test" in k))
+    shown = [key for key, value in last.items() if isinstance(value, float) and ("test" in key or key in ("fid", "fid_curve"))]
+    print(f"adala-train: {run.path} completed: " + ", ".join(f"{key}={last[key]:.4g}" for key in shown))
     return "completed"
 
 
@@ -290,7 +291,8 @@ class EpochLog:
         seconds, self.last = now - self.last, now
         pace = (now - self.started) / (done - self.first_epoch)
         fields = [f"epoch {done}/{self.epochs}"]
-        fields += [f"{key} {row[key]:.4g}" for key in ("train_loss", *self.metrics) if isinstance(row.get(key), float)]
+        fields += [f"{key} {row[key]:.4g}" for key in ("train_loss", "d_loss", "g_loss", *self.metrics)
+                   if isinstance(row.get(key), float)]
         fields += [f"lr {row['lr']:.3g}", f"{seconds:.1f} s/epoch", f"ETA {_duration(pace * (self.epochs - done))}"]
         log.info("%s: %s", self.name, ", ".join(fields))
         if self.writer is not None:

@@ -86,17 +86,23 @@ def weights_init(module: nn.Module) -> None:
 
 
 def gradient_penalty(critic: nn.Module, real: torch.Tensor, fake: torch.Tensor,
-                     generator: torch.Generator | None = None) -> torch.Tensor:
+                     generator: torch.Generator | None = None, alpha: torch.Tensor | None = None) -> torch.Tensor:
     """mean((||grad_x D(x_hat)||_2 - 1)^2) at x_hat = a*real + (1-a)*fake, a ~ U[0, 1] per sample; times λ by the caller.
 
     As the reference's `calc_gradient_penalty`: real and fake are detached, a is drawn on the CPU (or on
     `generator`'s device) with shape (B, 1, 1, 1), the gradient keeps its graph so the penalty trains the critic,
     and the norm runs over all dimensions but the batch. The critic runs in whatever mode it is in.
+    `alpha` (B values, drawn by the caller) replaces the draw: a task that draws them ahead on the training device
+    avoids a host-to-device copy (a sync) per step, and a look-ahead pass can reuse the step's interpolation.
     """
     if real.shape != fake.shape:
         raise ValueError(f"real and fake batches differ in shape: {tuple(real.shape)} vs {tuple(fake.shape)}")
-    device = generator.device if generator is not None else "cpu"
-    alpha = torch.rand(real.size(0), 1, generator=generator, device=device).view(-1, 1, 1, 1).to(real)
+    if alpha is None:
+        device = generator.device if generator is not None else "cpu"
+        alpha = torch.rand(real.size(0), 1, generator=generator, device=device)
+    elif alpha.numel() != real.size(0):
+        raise ValueError(f"alpha holds {alpha.numel()} values for a batch of {real.size(0)}")
+    alpha = alpha.reshape(-1, 1, 1, 1).to(real)
     x_hat = (alpha * real.detach() + (1 - alpha) * fake.detach()).requires_grad_(True)
     scores = critic(x_hat)
     (gradients,) = torch.autograd.grad(scores, x_hat, grad_outputs=torch.ones_like(scores),

@@ -74,6 +74,9 @@ def run_values(frame: pd.DataFrame, rule: str) -> pd.DataFrame:
         value[take] = frame[metric].to_numpy(dtype=float)[positions[take]]
     runs["value"] = value
     runs["epoch"] = np.where(positions >= 0, epochs[positions], np.nan)
+    # An FID computed with anything but pytorch-fid's weights (tests, the demo) is not a real FID: flagged in tables.
+    real = frame["fid_real_weights"].to_numpy(dtype=float) if "fid_real_weights" in frame else np.ones(len(frame))
+    runs["random_fid_weights"] = (positions >= 0) & (real[np.maximum(positions, 0)] == 0) if len(frame) else False
     return runs
 
 

@@ -86,6 +86,8 @@ def _cell(table: str, task, optimizer: str, runs: pd.DataFrame | None, rule: str
         cell["flags"].append(f"unfinished:{unfinished}")
     if (no_value := int(((states == "completed") & chosen["value"].isna()).sum())):
         cell["flags"].append(f"no value:{no_value}")
+    if (random_weights := int((chosen["used"] & chosen["random_fid_weights"]).sum())):
+        cell["flags"].append(f"random Inception weights, not a real FID:{random_weights}")
     others = runs[~runs["chosen"]]
     completed = (others["state"].astype(object) == "completed").groupby(others["hparams"].astype(object)).sum()
     cell["other_hparams"] = "; ".join(f"{tag} ({k} completed)" for tag, k in completed.items())

@@ -4,7 +4,7 @@ takes explicit arguments and exposes the trainer's `Task` surface (adala_bench.t
 from __future__ import annotations
 
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from adala_bench.catalog import FAMILIES
 
@@ -29,6 +29,19 @@ def build_task(cfg: DictConfig, device: torch.device):
         lstm = LstmSettings(nlayers=cfg.task.nlayers, emsize=scaled(400, cfg.task.width), nhid=scaled(1150, cfg.task.width),
                             train_recurrent=cfg.task.lstm.train_recurrent)
         return PennTreebankLM(corpus, lstm, batch_size=cfg.batch_size, seed=cfg.seed, device=device)
+    if family == "gan":
+        from adala_bench.tasks.generation import (FidSettings, WassersteinGAN, fid_cache_dir, gan_data,
+                                                  train_images_fingerprint)
+
+        if cfg.data.val_size:
+            raise ValueError(f"data.val_size={cfg.data.val_size} is not allowed for {cfg.task.name}; the GAN "
+                             f"trains on all train images and has no validation metric, so it must be 0")
+        data = gan_data(cfg.data.root, cfg.data.source, cfg.data.synthetic.n_train, cfg.data.synthetic.n_test)
+        return WassersteinGAN(data, kind=cfg.task.kind, width=cfg.task.width, batch_size=cfg.batch_size,
+                              epochs=cfg.epochs, seed=cfg.seed, device=device,
+                              data_fingerprint=train_images_fingerprint(data),
+                              fid_cache_dir=fid_cache_dir(cfg.data.root, cfg.data.source),
+                              fid=FidSettings(**OmegaConf.to_container(cfg.task.fid, resolve=True)))
     raise ValueError(f"task family {family!r} is not built yet; known: {', '.join(FAMILIES)}")
 
 
