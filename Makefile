@@ -30,6 +30,7 @@ bench:
 data:
 	$(BIN)/adala-data cifar10 --root $(DATA)
 	$(BIN)/adala-data ptb --root $(DATA)
+	$(PY) -c "from adala_bench.metrics.fid import ensure_inception_weights as get; print(get())"
 
 tables:
 	$(BIN)/adala-report --runs $(RUNS) --out $(REPORT) --what tables
@@ -40,11 +41,16 @@ figures:
 report:
 	$(BIN)/adala-report --runs $(RUNS) --out $(REPORT)
 
-# The paper's experiments on a GPU box: data, the sweeps (Table 2: CIFAR-10; Table 3: PTB), the report. Finished
-# runs are skipped, interrupted ones resume, so this can be re-run at any time.
+# The paper's experiments on a GPU box: data, the sweeps (Table 2: CIFAR-10; Table 3: PTB; Table 4: GANs), the report.
+# Finished runs are skipped, interrupted ones resume, so this can be re-run at any time.
 reproduce: data
 	$(BIN)/adala-train --multirun +experiment=table2 seed=$(SEEDS) data.root=$(DATA) results.root=$(RUNS)
 	$(BIN)/adala-train --multirun +experiment=table3 seed=$(SEEDS) data.root=$(DATA) results.root=$(RUNS)
+	$(BIN)/adala-train --multirun +experiment=table4 seed=$(SEEDS) data.root=$(DATA) results.root=$(RUNS)
+	$(BIN)/adala-report --runs $(RUNS) --out $(REPORT)
+
+reproduce-table%: data
+	$(BIN)/adala-train --multirun +experiment=table$* seed=$(SEEDS) data.root=$(DATA) results.root=$(RUNS)
 	$(BIN)/adala-report --runs $(RUNS) --out $(REPORT)
 
 # Where a sweep stands: every run of $(EXPERIMENT) x $(SEEDS) with its state, and the GPU-hours left (reads the run
