@@ -224,7 +224,7 @@ def run_cli(*args: str, cwd) -> subprocess.CompletedProcess:
 @pytest.mark.parametrize(
     "args,message",
     [
-        (["task=cifar10_vgg12"], "unknown task 'cifar10_vgg12'; allowed: cifar10_densenet121, cifar10_resnet34, cifar10_vgg11, ptb_lstm1"),
+        (["task=cifar10_vgg12"], "unknown task 'cifar10_vgg12'; allowed: cifar10_densenet121, cifar10_resnet34, cifar10_vgg11, gan_wgan, gan_wgan_gp, ptb_lstm1, ptb_lstm2, ptb_lstm3"),
         (["optimizer=adam,lamb"], "unknown optimizer 'lamb'; allowed: adabelief, adabound, adala"),
         (["optimizer.lr=-1"], "-1"),
     ],
