@@ -9,8 +9,11 @@ REPORT ?= results/report
 SEEDS ?= 0,1,2
 EXPERIMENT ?= table2
 PLAN_ARGS ?=
+GPUS ?= all
+PER_GPU ?= 1
+SWEEP := $(BIN)/adala-sweep --gpus $(GPUS) --per-gpu $(PER_GPU) --
 
-.PHONY: install test demo bench data tables figures report reproduce plan clean-demo
+.PHONY: install test demo bench data tables figures report reproduce plan sweep clean-demo
 
 install:
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -42,16 +45,21 @@ report:
 	$(BIN)/adala-report --runs $(RUNS) --out $(REPORT)
 
 # The paper's experiments on a GPU box: data, the sweeps (Table 2: CIFAR-10; Table 3: PTB; Table 4: GANs), the report.
+# adala-sweep runs $(PER_GPU) worker(s) on each of $(GPUS) GPUs, sharing each sweep through the run store's locks.
 # Finished runs are skipped, interrupted ones resume, so this can be re-run at any time.
 reproduce: data
-	$(BIN)/adala-train --multirun +experiment=table2 seed=$(SEEDS) data.root=$(DATA) results.root=$(RUNS)
-	$(BIN)/adala-train --multirun +experiment=table3 seed=$(SEEDS) data.root=$(DATA) results.root=$(RUNS)
-	$(BIN)/adala-train --multirun +experiment=table4 seed=$(SEEDS) data.root=$(DATA) results.root=$(RUNS)
+	$(SWEEP) --multirun +experiment=table2 seed=$(SEEDS) data.root=$(DATA) results.root=$(RUNS)
+	$(SWEEP) --multirun +experiment=table3 seed=$(SEEDS) data.root=$(DATA) results.root=$(RUNS)
+	$(SWEEP) --multirun +experiment=table4 seed=$(SEEDS) data.root=$(DATA) results.root=$(RUNS)
 	$(BIN)/adala-report --runs $(RUNS) --out $(REPORT)
 
 reproduce-table%: data
-	$(BIN)/adala-train --multirun +experiment=table$* seed=$(SEEDS) data.root=$(DATA) results.root=$(RUNS)
+	$(SWEEP) --multirun +experiment=table$* seed=$(SEEDS) data.root=$(DATA) results.root=$(RUNS)
 	$(BIN)/adala-report --runs $(RUNS) --out $(REPORT)
+
+# One experiment on every GPU, no report: make sweep EXPERIMENT=search_cifar10 GPUS=4 PER_GPU=2
+sweep:
+	$(SWEEP) --multirun +experiment=$(EXPERIMENT) seed=$(SEEDS) data.root=$(DATA) results.root=$(RUNS)
 
 # Where a sweep stands: every run of $(EXPERIMENT) x $(SEEDS) with its state, and the GPU-hours left (reads the run
 # store only), e.g. make plan EXPERIMENT=table3 SEEDS=0-9 PLAN_ARGS="--summary profile=fast"

@@ -1,0 +1,403 @@
+"""`adala-sweep`: one `adala-train --multirun` sweep spread over every GPU of the machine.
+
+    adala-sweep -- --multirun +experiment=table2 seed=0,1,2
+    adala-sweep --gpus 4 --per-gpu 2 --logs results/sweep-logs/table2 -- +experiment=table2 seed=0,1,2
+
+It starts k = gpus × per-gpu worker processes of `adala-train` (the one beside this Python), worker w with
+CUDA_VISIBLE_DEVICES set to GPU w // per-gpu, and every worker runs the SAME sweep. There is no scheduler here:
+the run store shares the work out. A worker locks a run directory while it trains it, and a worker that reaches a
+run another one holds skips it ("adala-train: skipping: ..."); a run finished by another worker is "already
+completed". So every run is trained once, and the sweep can be stopped and started again at any time (finished runs
+are skipped, interrupted ones resume from their last checkpoint).
+
+- `--gpus all` (the default) is torch.cuda.device_count() (counted within the caller's CUDA_VISIBLE_DEVICES, whose
+  entries the workers then get); with no GPU it runs one worker on CPU and says so.
+- `--multirun` is added to the adala-train arguments when they lack it; each worker's Hydra sweep folder is
+  `<logs>/worker<w>/` (each job's `adala-train.log` is there), unless `hydra.sweep.dir=` is given (then
+  `<that>/worker<w>`).
+- Worker w writes stdout and stderr to `<logs>/worker<w>.log` (default logs: results/sweep-logs/<time>), after a
+  header naming its CUDA_VISIBLE_DEVICES and command. Workers get OMP_NUM_THREADS = cores // k unless it is set.
+- Ctrl-C (SIGINT) or SIGTERM: every worker gets SIGINT (each worker runs in its own session, so it gets it once),
+  the runner records its run interrupted, and the next start of the sweep resumes it. A second signal kills them.
+- At the end: `adala-sweep: D/N runs done (...)`, counted from the workers' logs; the exit status is 0 if every
+  worker exited 0, the first failing worker's status otherwise (130/143 after SIGINT/SIGTERM).
+
+Testing on a machine without GPUs: `--simulate-gpus N` (or ADALA_SIMULATE_GPUS=N) counts N GPUs: the workers get
+CUDA_VISIBLE_DEVICES as on a real box, but train on CPU (`device=cpu` is appended to their arguments).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import os
+import re
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from adala_bench.cli import OneLineParser
+
+PROG = "adala-sweep"
+SIMULATE_ENV = "ADALA_SIMULATE_GPUS"
+DEFAULT_LOGS_ROOT = Path("results") / "sweep-logs"
+TRAIN = "adala-train"
+MULTIRUN_FLAGS = ("--multirun", "-m")
+SWEEP_DIR_KEY = "hydra.sweep.dir"
+
+# What the runner (adala_bench/runner.py) and Hydra's basic launcher print, one line each.
+LAUNCHED = re.compile(r"\[HYDRA\] Launching (\d+) jobs? locally")
+STARTED = re.compile(r"^adala-train: (?:starting|resuming) (.+?)(?: at epoch \d+)?$")
+COMPLETED = re.compile(r"^adala-train: (.+) completed: ")
+DIVERGED = re.compile(r"^adala-train: (.+) diverged at epoch \d+, step \d+$")
+ALREADY = re.compile(r"^adala-train: (.+) is already (?:completed|diverged); nothing to do$")
+SKIPPED = re.compile(r"^adala-train: skipping: run directory (.+) is in use by another process")
+
+
+class SweepError(ValueError):
+    """Bad arguments: one line, exit status 2."""
+
+
+def build_parser() -> OneLineParser:
+    parser = OneLineParser(
+        prog=PROG,
+        usage=f"{PROG} [--gpus N|all] [--per-gpu K] [--logs DIR] -- <adala-train arguments>",
+        description="Run one adala-train --multirun sweep with K workers per GPU; the run store's locks share the "
+                    "runs out (every run is trained once).",
+        epilog=f"e.g. {PROG} --per-gpu 2 -- --multirun +experiment=table2 seed=0,1,2",
+    )
+    parser.add_argument("--gpus", default="all", metavar="N|all",
+                        help="how many GPUs to use: all (default: torch.cuda.device_count()) or a number")
+    parser.add_argument("--per-gpu", type=int, default=1, metavar="K", help="workers per GPU (default 1)")
+    parser.add_argument("--logs", type=Path, default=None, metavar="DIR",
+                        help="where worker<w>.log go (default results/sweep-logs/<time>)")
+    parser.add_argument("--simulate-gpus", type=int, default=None, help=argparse.SUPPRESS)
+    return parser
+
+
+@dataclass
+class Plan:
+    gpus: list[str]  # CUDA_VISIBLE_DEVICES value of each GPU used; empty: CPU only
+    per_gpu: int
+    simulated: bool
+    train_args: list[str]
+    logs: Path
+    cpu_asked: bool = False  # --gpus 0 (rather than no GPU found)
+
+    @property
+    def workers(self) -> int:
+        return max(1, len(self.gpus) * self.per_gpu)
+
+    def gpu_of(self, worker: int) -> str | None:
+        return self.gpus[worker // self.per_gpu] if self.gpus else None
+
+
+def split_argv(argv: list[str]) -> tuple[list[str], list[str]]:
+    """adala-sweep's own options, and the adala-train arguments after `--`."""
+    cut = argv.index("--") if "--" in argv else len(argv)
+    return argv[:cut], argv[cut + 1:]
+
+
+EXAMPLE = f"e.g. {PROG} -- --multirun +experiment=table2 seed=0,1,2"
+
+
+def simulated_count(option: int | None) -> int | None:
+    if option is not None:
+        value, name = option, "--simulate-gpus"
+    elif os.environ.get(SIMULATE_ENV, "").strip():
+        raw, name = os.environ[SIMULATE_ENV].strip(), SIMULATE_ENV
+        if not raw.isdigit():
+            raise SweepError(f"{SIMULATE_ENV}={raw!r} is not allowed; it must be an integer ≥ 0")
+        value = int(raw)
+    else:
+        return None
+    if value < 0:
+        raise SweepError(f"{name} {value} is not allowed; it must be an integer ≥ 0")
+    return value
+
+
+def visible_gpus(count: int, simulated: bool) -> list[str]:
+    """The CUDA_VISIBLE_DEVICES value of GPU 0..count-1: the caller's own list where it has one."""
+    outer = os.environ.get("CUDA_VISIBLE_DEVICES", "").strip()
+    ids = [part.strip() for part in outer.split(",") if part.strip()] if outer and not simulated else []
+    return [ids[i] if i < len(ids) else str(i) for i in range(count)]
+
+
+def device_count() -> int:
+    import torch  # only here: the rest of adala-sweep needs no torch
+
+    return torch.cuda.device_count()
+
+
+def make_plan(argv: list[str]) -> Plan:
+    own, train_args = split_argv(argv)
+    args = build_parser().parse_args(own)  # first, so that --help works alone
+    if "--" not in argv:
+        raise SweepError(f"give the adala-train arguments after --, {EXAMPLE}")
+    if not train_args:
+        raise SweepError(f"no adala-train arguments after --; {EXAMPLE}")
+    if args.per_gpu < 1:
+        raise SweepError(f"--per-gpu {args.per_gpu} is not allowed; it must be an integer ≥ 1")
+    simulate = simulated_count(args.simulate_gpus)
+    available = simulate if simulate is not None else None
+    if args.gpus == "all":
+        gpus = available if available is not None else device_count()
+    else:
+        if not args.gpus.isdigit():
+            raise SweepError(f"--gpus {args.gpus!r} is not allowed; give a number ≥ 0 or all")
+        gpus = int(args.gpus)
+        available = available if available is not None else (device_count() if gpus else 0)
+        if gpus > available:
+            raise SweepError(f"--gpus {gpus} asked for, but {available} GPU(s) found; give at most {available} or all")
+
+    train_args = list(train_args)
+    if not any(arg in MULTIRUN_FLAGS for arg in train_args):
+        train_args.insert(0, "--multirun")
+    if gpus and simulate is None:
+        for arg in train_args:
+            key, _, value = arg.partition("=")
+            if key.lstrip("+~") == "device" and any(re.fullmatch(r"cuda:[1-9]\d*", d) for d in value.split(",")):
+                raise SweepError(f"{arg} names a GPU a worker cannot see (each sees its own GPU as cuda:0); "
+                                 "use device=auto or device=cuda")
+    if simulate is not None:
+        train_args.append("device=cpu")  # the last override wins: simulated GPUs train on CPU
+    logs = args.logs if args.logs is not None else new_logs_dir()
+    return Plan(visible_gpus(gpus, simulate is not None), args.per_gpu, simulate is not None, train_args, logs,
+                cpu_asked=args.gpus != "all" and gpus == 0)
+
+
+def new_logs_dir() -> Path:
+    stamp = _dt.datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+    path, n = DEFAULT_LOGS_ROOT / stamp, 1
+    while path.exists():  # two sweeps started in the same second
+        n += 1
+        path = DEFAULT_LOGS_ROOT / f"{stamp}_{n}"
+    return path
+
+
+def hydra_quote(value: str) -> str:
+    """A path as a Hydra override value (quoted where Hydra's grammar would read it otherwise)."""
+    if re.fullmatch(r"[\w./:+-]+", value):
+        return value
+    # Hydra's quoted strings: backslashes are literal except before a quote or the closing quote (then doubled).
+    escaped = re.sub(r"(\\+)(?='|$)", lambda run: run[1] * 2, value).replace("'", "\\'")
+    return f"'{escaped}'"
+
+
+def worker_args(plan: Plan, worker: int) -> list[str]:
+    """The sweep's arguments with this worker's own Hydra sweep folder (workers started in the same second would
+    otherwise share outputs/multirun/<time>/ and write into each other's job folders)."""
+    args, own = [], None
+    for arg in plan.train_args:
+        key, sep, value = arg.partition("=")
+        if sep and key.lstrip("+~") == SWEEP_DIR_KEY:
+            own = f"{value.strip(chr(39) + chr(34))}/worker{worker}"
+            continue
+        args.append(arg)
+    folder = own if own is not None else str(plan.logs / f"worker{worker}")
+    return [*args, f"{SWEEP_DIR_KEY}={hydra_quote(folder)}"]
+
+
+def worker_env(plan: Plan, worker: int) -> dict[str, str]:
+    env = dict(os.environ, PYTHONUNBUFFERED="1")  # lines reach the log as they are printed, in order
+    gpu = plan.gpu_of(worker)
+    if gpu is not None:
+        env["CUDA_VISIBLE_DEVICES"] = gpu
+    if "OMP_NUM_THREADS" not in os.environ:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        env["OMP_NUM_THREADS"] = str(max(1, cores // plan.workers))
+    return env
+
+
+@dataclass
+class Worker:
+    index: int
+    process: subprocess.Popen
+    log: Path
+
+
+@dataclass
+class Tally:
+    """What the workers' logs say about the sweep's runs."""
+
+    launched: int = 0  # jobs in the sweep (Hydra's "Launching N jobs")
+    runs: set[str] = field(default_factory=set)  # every run directory named in any log
+    started: dict[str, int] = field(default_factory=dict)  # run -> how many times a worker started/resumed it
+    completed: set[str] = field(default_factory=set)
+    diverged: set[str] = field(default_factory=set)
+    already: set[str] = field(default_factory=set)  # found finished (before this sweep, or by another worker)
+    skips: int = 0  # times a worker skipped a run another one held
+
+    @property
+    def total(self) -> int:
+        return max(self.launched, len(self.runs))
+
+    @property
+    def done(self) -> set[str]:
+        return self.completed | self.diverged | self.already
+
+    def read(self, log: Path) -> None:
+        try:
+            text = log.read_text(errors="replace")
+        except OSError:
+            return
+        for line in text.splitlines():
+            line = line.rstrip()
+            if match := LAUNCHED.search(line):
+                self.launched = max(self.launched, int(match[1]))
+            elif match := STARTED.match(line):
+                self.runs.add(match[1])
+                self.started[match[1]] = self.started.get(match[1], 0) + 1
+            elif match := COMPLETED.match(line):
+                self.runs.add(match[1])
+                self.completed.add(match[1])
+            elif match := DIVERGED.match(line):
+                self.runs.add(match[1])
+                self.diverged.add(match[1])
+            elif match := ALREADY.match(line):
+                self.runs.add(match[1])
+                self.already.add(match[1])
+            elif match := SKIPPED.match(line):
+                self.runs.add(match[1])
+                self.skips += 1
+
+    def summary(self) -> str:
+        before = self.already - self.completed - self.diverged
+        done = len(self.done)
+        text = (f"{PROG}: {done}/{self.total} runs done ({len(self.completed)} completed, {len(self.diverged)} diverged"
+                f" in this sweep, {len(before)} finished before it); {self.skips} skip(s) of a run another worker held")
+        if done < self.total:
+            text += f"; {self.total - done} left: start the same sweep again to resume them"
+        return text
+
+
+def last_line(log: Path) -> str:
+    try:
+        lines = [line.strip() for line in log.read_text(errors="replace").splitlines() if line.strip()]
+    except OSError:
+        return ""
+    return lines[-1] if lines else ""
+
+
+def exit_status(returncode: int) -> int:
+    return 128 - returncode if returncode < 0 else returncode  # killed by signal s: 128 + s, as a shell says
+
+
+class Stopper:
+    """SIGINT/SIGTERM to adala-sweep: SIGINT to every worker (a clean stop; the runs resume later); again: SIGKILL."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self):
+        self.workers: list[Worker] = []
+        self.signum: int | None = None
+        self.signalled: set[int] = set()
+        self.previous = {}
+
+    def __enter__(self) -> "Stopper":
+        for signum in self.SIGNALS:
+            self.previous[signum] = signal.signal(signum, self.handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
+
+    def handle(self, signum: int, frame) -> None:
+        again = self.signum is not None
+        self.signum = self.signum or signum
+        live = [worker for worker in self.workers if worker.process.poll() is None]
+        name = signal.Signals(signum).name
+        if again:
+            print(f"{PROG}: got {name} again; killing {len(live)} worker(s)", file=sys.stderr, flush=True)
+        else:
+            print(f"{PROG}: got {name}; stopping {len(live)} worker(s) (their runs resume when the sweep is started "
+                  "again; send it again to kill them)", file=sys.stderr, flush=True)
+        for worker in live:
+            self.send(worker, signal.SIGKILL if again else signal.SIGINT)
+
+    def send(self, worker: Worker, signum: int) -> None:
+        self.signalled.add(worker.index)
+        try:
+            worker.process.send_signal(signum)
+        except ProcessLookupError:
+            pass
+
+    def catch_up(self) -> None:
+        """A worker started while the signal was being handled gets it too."""
+        if self.signum is not None:
+            for worker in self.workers:
+                if worker.index not in self.signalled and worker.process.poll() is None:
+                    self.send(worker, signal.SIGINT)
+
+
+def start_worker(plan: Plan, index: int, executable: Path) -> Worker:
+    log = plan.logs / f"worker{index}.log"
+    command = [str(executable), *worker_args(plan, index)]
+    env = worker_env(plan, index)
+    gpu = plan.gpu_of(index)
+    where = ("CPU only (no GPU)" if gpu is None else
+             f"CUDA_VISIBLE_DEVICES={gpu}" + (" (simulated GPU; training on CPU)" if plan.simulated else ""))
+    with open(log, "w") as handle:
+        handle.write(f"# {PROG} worker {index} of {plan.workers}: {where}\n")
+        handle.write(f"# OMP_NUM_THREADS={env.get('OMP_NUM_THREADS', '')}\n")
+        handle.write(f"# command: {subprocess.list2cmdline(command)}\n")
+        handle.flush()
+        # Its own session: a terminal's Ctrl-C reaches adala-sweep alone, which passes it on once (Stopper).
+        process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=handle, stderr=subprocess.STDOUT,
+                                   env=env, start_new_session=True)
+    return Worker(index, process, log)
+
+
+def run(plan: Plan) -> int:
+    executable = Path(sys.executable).parent / TRAIN
+    if not executable.exists():
+        raise SweepError(f"{executable} not found; install the package (make install)")
+    try:
+        plan.logs.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise SweepError(f"--logs {str(plan.logs)!r} cannot be created ({error.strerror})") from None
+    if not plan.gpus:
+        print(f"{PROG}: {'--gpus 0' if plan.cpu_asked else 'no GPU found'}: running one worker on CPU"
+              + (" (--per-gpu counts workers per GPU)" if plan.per_gpu > 1 else ""), flush=True)
+    workers: list[Worker] = []
+    with Stopper() as stopper:
+        stopper.workers = workers
+        for index in range(plan.workers):
+            if stopper.signum is not None:
+                break
+            worker = start_worker(plan, index, executable)
+            workers.append(worker)
+            gpu = plan.gpu_of(index)
+            on = "CPU" if gpu is None else f"GPU {gpu}" + (" (simulated)" if plan.simulated else "")
+            print(f"{PROG}: worker {index} on {on}: pid {worker.process.pid}, log {worker.log}", flush=True)
+        stopper.catch_up()
+        for worker in workers:
+            worker.process.wait()  # a signal runs Stopper.handle, then the wait goes on (PEP 475)
+
+    tally = Tally()
+    for worker in workers:
+        tally.read(worker.log)
+    failed = [worker for worker in workers if worker.process.returncode != 0]
+    for worker in failed:
+        print(f"{PROG}: worker {worker.index} exited with status {exit_status(worker.process.returncode)} "
+              f"({worker.log}): {last_line(worker.log)}", file=sys.stderr)
+    print(tally.summary() + f"; logs in {plan.logs}", flush=True)
+    if stopper.signum is not None:
+        return 128 + stopper.signum
+    return exit_status(failed[0].process.returncode) if failed else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    try:
+        return run(make_plan(argv))
+    except SweepError as error:
+        parser.error(str(error))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
