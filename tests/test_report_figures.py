@@ -35,10 +35,56 @@ def report_inputs(tmp_path_factory):
     return frame, choose_hparams(run_values(frame, "paper")), paper_values(REFERENCE), published_curves(REFERENCE)
 
 
+def relative_luminance(hex_colour: str) -> float:
+    """WCAG 2.1 relative luminance (white 1, black 0)."""
+    channels = [int(hex_colour[i:i + 2], 16) / 255 for i in (1, 3, 5)]
+    r, g, b = [c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+
 def test_palette_is_fixed_and_distinct():
     assert len(set(COLOURS.values())) == len(COLOURS) == 10
     assert colour("adala") == "#D55E00" and colour("adabelief") == "#0072B2"
     assert colour("rmsprop") == colour("rmsprop") and colour("rmsprop") not in COLOURS.values()
+
+
+def test_fromage_is_visible_on_white():
+    # WCAG's 3:1 for graphical objects: (1.05) / (L + 0.05) >= 3, i.e. L <= 0.30 (Tol's sand, the old colour: 0.60).
+    assert 1.05 / (relative_luminance(COLOURS["fromage"]) + 0.05) >= 3.0
+
+
+def test_a_custom_optimizer_keeps_one_colour_in_every_figure(tmp_path):
+    name = "torch.optim.Adamax"
+    for seed in range(2):
+        write_run(tmp_path, "cifar10_vgg11", name, "t", seed,
+                  [{"epoch": e, "test_acc": 50.0 + e + seed} for e in range(3)])
+        write_run(tmp_path, "gan_wgan", name, "t", seed, [{"epoch": 0, "fid": 90.0 + seed}])
+    frame = load_runs(tmp_path)
+    runs = choose_hparams(run_values(frame, "paper"))
+    (line,) = curve_figure(frame, runs, "cifar10_vgg11", "epoch").axes[0].get_lines()
+    points = fid_figure(runs, paper_values(REFERENCE), "gan_wgan").axes[0].collections[0]
+    assert to_hex(line.get_color()).upper() == to_hex(points.get_facecolor()[0]).upper() == colour(name)
+    assert colour(name) not in COLOURS.values()
+    # From the name alone (crc32), not Python's per-process salted hash(): the same value in every process.
+    assert colour(name) == "#225555"
+
+
+def test_epoch_ticks_are_integers_and_the_y_range_holds_everything_drawn(report_inputs):
+    frame, runs, _, published = report_inputs
+    ax = curve_figure(frame, runs, "cifar10_vgg11", "epoch").axes[0]
+    ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
+    assert len(ticks) >= 2 and all(float(t).is_integer() for t in ticks)
+    # Ours only: the std bands (AdaBelief's epoch 0: 80.5 - 0.71; AdaLA's epoch 4: 85 + 0.71) and a small margin.
+    spread = statistics.stdev([80.0, 81.0])
+    low, high = 80.5 - spread, 85.0 + spread
+    bottom, top = ax.get_ylim()
+    assert bottom < low and top > high and (low - bottom) < 0.1 * (high - low) and (top - high) < 0.1 * (high - low)
+    # With the published curves: their range too (VGG11: 19.88 .. 91.41), nothing of ours cut off.
+    bottom, top = curve_figure(frame, runs, "cifar10_vgg11", "epoch", published).axes[0].get_ylim()
+    assert 16.0 < bottom < 19.88 and 91.41 < top < 95.0
+    # PTB (lower is better) is not cut at the published curves' best either.
+    bottom, top = curve_figure(frame, runs, "ptb_lstm1", "epoch", published).axes[0].get_ylim()
+    assert bottom < 84.21 and top > 438.77
 
 
 def test_curves_are_mean_and_std_over_seeds_in_fixed_colours(report_inputs):

@@ -8,5 +8,6 @@ adala_bench.catalog; the run directory format from adala_bench.store.
     stats      AdaLA − AdaBelief per cell: Welch CI and p-value
     matched    the compute-matched view (same gradient evaluations, same wall time)
     figures    curves, GAN sample grids, FID plots
+    search     an lr search: the chosen setting per cell (clean and paper rules), --emit-best overrides
     reference  the paper's numbers and the published curves (results/reference)
 """

@@ -15,6 +15,7 @@ from .figures import X_AXES, write_figures
 from .load import load_runs
 from .matched import compute_matched, render_matched_markdown
 from .reference import paper_values, published_curves
+from .search import emit_best, search_table, write_search
 from .select import RULES, choose_hparams, run_values
 from .stats import adala_vs_adabelief, render_comparison_markdown
 from .tables import build_cells, render_latex, render_markdown, render_missing
@@ -27,6 +28,12 @@ diverged, failed, unfinished or corrupt runs, or with fewer seeds than --expecte
 silently averaged. Selection rules: 'paper' = best test value over epochs for CIFAR-10 and PTB (selected on the
 test set, as the reference did) and final-epoch FID; 'clean' = final-epoch value, or the test value at the best
 validation epoch where the runs logged val_acc / val_ppl.
+
+An lr search (conf/experiment/search_*.yaml, runs in results/search): --search writes search.md and search.csv, per
+(task, optimizer) the lr with the best mean best-validation value (clean) and the lr with the best mean best-test
+value (the paper's rule), and whether they agree; --emit-best FILE writes the chosen lr of each cell as one line
+of adala-train overrides (the clean choice; --rule paper for the test-set one). With either, tables and figures
+are written only if --what asks for them.
 """
 
 
@@ -45,11 +52,14 @@ def build_parser() -> argparse.ArgumentParser:
                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=Path, default=Path("results/runs"), help="run directories root (default: results/runs)")
     parser.add_argument("--out", type=Path, default=Path("results/report"), help="output folder (default: results/report)")
-    parser.add_argument("--rule", choices=RULES, default="paper", help="selection rule (default: paper)")
+    parser.add_argument("--rule", choices=RULES, default=None,
+                        help="selection rule (default: paper for the tables and figures, clean for --emit-best and "
+                             "the override lines of search.csv)")
     parser.add_argument("--x", choices=list(X_AXES), default="epoch", help="x axis of the curve figures (default: epoch)")
     parser.add_argument("--published", action=argparse.BooleanOptionalAction, default=True,
                         help="overlay the published AdaBelief-repo curves, dashed (default: on)")
-    parser.add_argument("--what", choices=("tables", "figures", "all"), default="all", help="what to write (default: all)")
+    parser.add_argument("--what", choices=("tables", "figures", "all"), default=None,
+                        help="what to write (default: all; with --search or --emit-best: only those)")
     parser.add_argument("--reference", type=Path, default=None,
                         help="folder with paper_tables.csv and the published curves (default: results/reference "
                              "of the checkout)")
@@ -59,6 +69,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--profile", choices=PROFILES, default="paper",
                         help="which runs to tabulate: paper (the fp32 protocol, default) or fast (profile=fast runs, "
                              "whose tags say `fast`); the two are never averaged together")
+    parser.add_argument("--search", action="store_true",
+                        help="write search.md and search.csv: the lr each rule picks per (task, optimizer) in an lr "
+                             "search (conf/experiment/search_*.yaml)")
+    parser.add_argument("--emit-best", type=Path, default=None, metavar="FILE",
+                        help="write the lr search's choice per (task, optimizer) to FILE, one line of adala-train "
+                             "overrides each (the clean rule's unless --rule paper)")
     return parser
 
 
@@ -94,6 +110,7 @@ INDEX_SECTIONS = {
     "Tables": ("table",),
     "Statistics": ("adala_vs_adabelief", "compute_matched"),
     "Missing and flagged": ("missing",),
+    "lr search": ("search",),
     "Figures": ("fig",),
     "Data": ("selected_runs", "runs"),
 }
@@ -117,23 +134,41 @@ def main(argv: list[str] | None = None) -> int:
     reference = args.reference or default_reference_dir()
     if not args.runs.is_dir():
         parser.error(f"runs directory '{args.runs}' does not exist")
-    try:
-        paper = paper_values(reference)
-    except FileNotFoundError as error:
-        parser.error(str(error))
+    searching = args.search or args.emit_best is not None
+    what = args.what or ("none" if searching else "all")
+    if what != "none":
+        try:
+            paper = paper_values(reference)
+        except FileNotFoundError as error:
+            parser.error(str(error))
     frame = load_runs(args.runs)
     frame = frame[frame["hparams"].map(is_fast_tag) == (args.profile == "fast")]
-    runs = choose_hparams(run_values(frame, args.rule))
     written: list[Path] = []
-    if args.what in ("tables", "all"):
-        written += write_tables(frame, runs, paper, args.out, args.rule, args.expected_seeds, args.runs_csv)
-    if args.what in ("figures", "all"):
-        published = published_curves(reference) if args.published else None
-        figures, notes = write_figures(frame, runs, paper, args.out, args.x, published)
-        written += figures
-        for note in notes:
-            print(f"adala-report: note: {note}", file=sys.stderr)
-    written.append(write_index(args.out))
+    if searching:
+        search_rule = args.rule or "clean"
+        cells, tags = search_table(frame, search_rule)
+        if args.search:
+            written += write_search(cells, tags, args.out, args.profile)
+        if args.emit_best is not None:
+            try:
+                args.emit_best.parent.mkdir(parents=True, exist_ok=True)
+                args.emit_best.write_text(emit_best(cells, search_rule, args.runs, args.profile, args.emit_best))
+            except OSError as error:
+                parser.error(f"cannot write --emit-best file '{args.emit_best}' ({error.strerror})")
+            written.append(args.emit_best)
+    if what != "none":
+        rule = args.rule or "paper"
+        runs = choose_hparams(run_values(frame, rule))
+        if what in ("tables", "all"):
+            written += write_tables(frame, runs, paper, args.out, rule, args.expected_seeds, args.runs_csv)
+        if what in ("figures", "all"):
+            published = published_curves(reference) if args.published else None
+            figures, notes = write_figures(frame, runs, paper, args.out, args.x, published)
+            written += figures
+            for note in notes:
+                print(f"adala-report: note: {note}", file=sys.stderr)
+    if args.search or what != "none":
+        written.append(write_index(args.out))
     for path in written:
         print(path)
     return 0

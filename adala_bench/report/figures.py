@@ -1,8 +1,9 @@
 """Figures: test-accuracy / test-perplexity curves (Figs. 1-2), GAN sample grids (Figs. 3-4), FID per optimizer.
 
 Curves show mean ± std over the runs each table cell averages, one colour per optimizer (colour-blind safe,
-the same in every figure); published curves are overlaid dashed. Matplotlib's object API with the Agg canvas,
-so nothing depends on a display or on pyplot state.
+the same in every figure, custom optimizers included); published curves are overlaid dashed. The y range is that
+of everything drawn (bands and published curves included) with a small margin; epoch axes have integer ticks.
+Matplotlib's object API with the Agg canvas, so nothing depends on a display or on pyplot state.
 """
 from __future__ import annotations
 
@@ -16,19 +17,24 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.image import imread
 from matplotlib.lines import Line2D
-from matplotlib.ticker import ScalarFormatter
+from matplotlib.ticker import MaxNLocator, ScalarFormatter
 
 from adala_bench.catalog import TASKS, optimizer_label, optimizer_rows
 from adala_bench.store import SAMPLES_FILE as SAMPLES
 
 X_AXES = {"epoch": "epoch", "grad_evals": "gradient evaluations", "wall_s": "wall time (s)"}
 
-# Okabe–Ito (AdaLA vermillion, AdaBelief blue) plus Paul Tol's wine and sand for the ninth and tenth rows.
+# Okabe–Ito (AdaLA vermillion, AdaBelief blue) plus Paul Tol's wine and olive for the ninth and tenth rows (olive,
+# not Tol's sand: sand is too light to see on white).
 COLOURS = {
     "adala": "#D55E00", "adabelief": "#0072B2", "sgd": "#000000", "adam": "#E69F00", "adamw": "#56B4E9",
-    "radam": "#009E73", "yogi": "#CC79A7", "msvag": "#882255", "adabound": "#999999", "fromage": "#DDCC77",
+    "radam": "#009E73", "yogi": "#CC79A7", "msvag": "#882255", "adabound": "#999999", "fromage": "#999933",
 }
-_EXTRA_COLOURS = ("#332288", "#117733", "#44AA99", "#88CCEE", "#AA4499", "#661100")
+# Optimizers outside the paper (custom ones): Paul Tol's colours that none of the above uses, picked by a stable
+# hash of the name (crc32, not Python's per-process salted hash()), so a name has one colour in every figure and
+# every report. Two custom names can share a colour.
+_EXTRA_COLOURS = ("#332288", "#117733", "#44AA99", "#225555", "#AA4499", "#661100")
+Y_MARGIN = 0.04  # of the y span, above and below everything drawn
 PUBLISHED_STYLES = {"AdaBelief repo": "--", "AdaLA repo": ":"}
 _METRIC_LABELS = {"test_acc": "test accuracy (%)", "test_ppl": "test perplexity", "fid": "FID"}
 
@@ -84,7 +90,7 @@ def curve_figure(
     fig = Figure(figsize=(7.5, 4.5), layout="constrained")
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
-    handles, shown = [], [stats["mean"]]
+    handles, shown = [], []
     for optimizer in optimizer_rows(stats["optimizer"].unique()):
         curve = stats[stats["optimizer"] == optimizer]
         if curve.empty:
@@ -94,6 +100,7 @@ def curve_figure(
         spread = curve["std"].fillna(0.0)
         ax.fill_between(curve["x"], curve["mean"] - spread, curve["mean"] + spread,
                         color=colour(optimizer), alpha=0.2, lw=0)
+        shown += [curve["mean"] - spread, curve["mean"] + spread]
         handles.append(line)
     if published is not None:
         overlaid = _overlay_published(ax, stats, published, task, x)
@@ -107,7 +114,9 @@ def curve_figure(
     ax.set_xlabel(X_AXES[x])
     ax.set_ylabel(_METRIC_LABELS[spec.family.metric])
     ax.set_title(f"{spec.model}: {_METRIC_LABELS[spec.family.metric]}, mean ± std over seeds")
-    _zoom(ax, pd.concat(shown, ignore_index=True), stats["mean"], spec.family.higher_is_better)
+    _fit_y(ax, pd.concat(shown, ignore_index=True))
+    if x == "epoch":
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.grid(alpha=0.3)
     ax.legend(handles=handles, fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
     return fig
@@ -133,16 +142,16 @@ def _overlay_published(ax, stats: pd.DataFrame, published: pd.DataFrame, task: s
     return drawn
 
 
-def _zoom(ax, values: pd.Series, ours: pd.Series, higher_is_better: bool) -> None:
-    """Show the part of the curves where optimizers differ, as the paper's figures do, but never hide our own
-    runs' curves behind the published ones (short or early runs sit far below them)."""
-    best = values.max() if higher_is_better else values.min()
-    if not np.isfinite(best):
+def _fit_y(ax, values: pd.Series) -> None:
+    """The y range of everything drawn (our means ± std, the published curves) with a small margin: no curve or band
+    is cut off, whichever source reaches further."""
+    values = values.to_numpy(dtype=float)
+    values = values[np.isfinite(values)]
+    if not len(values):
         return
-    if higher_is_better:
-        ax.set_ylim(min(max(values.min(), best - 25.0), ours.min()), best + 2.0)
-    else:
-        ax.set_ylim(best * 0.95, max(min(values.max(), best * 1.6), ours.max()) + 1e-9)
+    low, high = float(values.min()), float(values.max())
+    margin = Y_MARGIN * (high - low) or max(abs(high) * 0.01, 1e-3)
+    ax.set_ylim(low - margin, high + margin)
 
 
 def sample_grid_figure(runs: pd.DataFrame, task: str) -> tuple[Figure | None, list[str]]:

@@ -1,0 +1,347 @@
+"""The lr search (conf/experiment/search_*.yaml): per (task, optimizer), which of the searched lrs each rule picks.
+
+A cell is (task, optimizer); its candidates are the hparams tags of its runs (in a search made with lr_scale, one tag
+per lr). For every tag the mean over its completed seeds of
+
+    clean:  the best validation value over epochs (max val_acc / min val_ppl; the family's val_metric and direction
+            from the catalog), so no choice looks at the test set;
+    paper:  the best test value over epochs (select.run_values with the paper rule), as the reference selected it.
+
+Each rule picks the tag with the best mean (ties: the smaller lr, then the tag). A tag with a diverged run is never
+picked. The lr of a tag is read from one of its runs' config.yaml (optimizer.lr, the exact value the run used); the
+as-run lr beside it is what the shipped conf/ gives the (task, optimizer) (conf/hparams/, the tables' values), and
+every lr is shown as a multiple of it. A custom optimizer has no as-run lr.
+Cells without validation values (CIFAR-10 trained with data.val_size=0) are flagged, never guessed.
+
+    search_table       the long frame -> one row per cell (search.csv)
+    render_markdown    search.md: the cells, then every searched lr of each cell
+    emit_best          the chosen lr of each cell as one line of adala-train overrides (adala-report --emit-best)
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from adala_bench.catalog import FAMILIES, TASKS, optimizer_label, optimizer_rows
+from adala_bench.store import CONFIG_FILE
+from .select import check_rule, run_values
+
+SEARCH_COLUMNS = [
+    "task", "model", "optimizer", "metric", "val_metric", "n_tags", "lrs", "as_run_lr",
+    "clean_lr", "clean_ratio", "clean_val", "clean_n", "clean_hparams",
+    "paper_lr", "paper_ratio", "paper_test", "paper_n", "paper_hparams",
+    "agree", "flags", "rule", "line",
+]
+TAG_COLUMNS = ["task", "optimizer", "hparams", "lr", "ratio", "runs", "completed", "diverged", "unfinished",
+               "val", "val_n", "test", "test_n", "picked_by"]
+CUSTOM = "custom"  # conf/optimizer/custom.yaml; a custom optimizer's runs are named after its import path (has a dot)
+_NOT_CUSTOM_HPARAMS = ("name", "lr", "_target_")
+
+FOOTER = """\
+- clean: the lr whose mean, over its completed seeds, of the best validation value over epochs (max val_acc on the
+  held-out training images of data.val_size, min val_ppl on PTB's valid.txt) is best. paper rule: the lr whose mean
+  of the best test value over epochs is best (selected on the test set, as the reference did); shown for comparison
+  only. Ties: the smaller lr. An lr with a diverged run is never picked. agree: both rules pick the same lr.
+- lr: optimizer.lr from the config.yaml of one of the tag's runs, the exact value the run trained with.
+- as run: the lr this suite's conf/hparams gives the (task, optimizer), the value the tables' runs use (the
+  paper's as-run value, PROTOCOL §4); ×as run: the lr divided by it (×1: as run). Custom optimizers have none.
+- Only lr is searched; eps and every other hyperparameter are as run. Flags: no validation metric (CIFAR-10 runs
+  without data.val_size), unfinished or failed runs (the choice may still change), diverged lrs, tags that differ in
+  more than lr, and seeds that differ between lrs.
+- The values are from the search's runs (CIFAR-10: 45,000 training images), not the tables' numbers: re-run the
+  clean choice on the full training set (adala-report --emit-best) and report those runs.
+"""
+
+
+def search_table(frame: pd.DataFrame, rule: str = "clean") -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(cells, tags): one row per searched (task, optimizer) in catalog and paper row order (SEARCH_COLUMNS), and
+    one row per tag of each (TAG_COLUMNS). `rule` decides which choice `line` (the adala-train overrides) holds."""
+    check_rule(rule)
+    runs = _run_table(frame)
+    as_run = as_run_lrs(runs[["task", "optimizer"]].drop_duplicates().itertuples(index=False))
+    cells, tags = [], []
+    for task in [t for t in TASKS if t in set(runs["task"])]:
+        family = TASKS[task].family
+        in_task = runs[runs["task"] == task]
+        for optimizer in optimizer_rows(in_task["optimizer"].unique()):
+            members = in_task[in_task["optimizer"] == optimizer]
+            if members.empty:
+                continue
+            cell, cell_tags = _cell(task, optimizer, family, members, rule, as_run.get((task, optimizer), math.nan))
+            cells.append(cell)
+            tags.append(cell_tags)
+    tag_frame = pd.concat(tags, ignore_index=True) if tags else pd.DataFrame(columns=TAG_COLUMNS)
+    return pd.DataFrame(cells, columns=SEARCH_COLUMNS), tag_frame[TAG_COLUMNS]
+
+
+def _run_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """One row per run of a family with a validation metric: identity, state, `test` (best test value over epochs,
+    the paper rule) and `val` (best validation value over epochs, NaN where none was logged)."""
+    runs = run_values(frame, "paper").rename(columns={"value": "test"})
+    for column in ("task", "optimizer", "hparams", "state", "run_dir"):
+        runs[column] = runs[column].astype(object)
+    family_of = runs["task"].map(lambda t: TASKS[t].family.name if t in TASKS else None)
+    runs["val"] = np.nan
+    for family in FAMILIES.values():
+        members = family_of == family.name
+        if family.val_metric is None or not members.any() or family.val_metric not in frame:
+            continue
+        rows = frame.loc[frame["run"].isin(runs.loc[members, "run"]), ["run", family.val_metric]]
+        grouped = rows.groupby("run")[family.val_metric]
+        best = grouped.max() if family.higher_is_better else grouped.min()
+        runs.loc[members, "val"] = runs.loc[members, "run"].map(best).to_numpy(dtype=float)
+    searched = {f.name for f in FAMILIES.values() if f.val_metric is not None}
+    return runs[family_of.isin(searched)].reset_index(drop=True)
+
+
+def _cell(task: str, optimizer: str, family, members: pd.DataFrame, rule: str, as_run_lr: float
+          ) -> tuple[dict, pd.DataFrame]:
+    flags: list[str] = []
+    rows = []
+    configs = {}
+    for tag, runs in members.sort_values("seed").groupby("hparams", sort=True):
+        states = runs["state"]
+        completed = states == "completed"
+        config = _read_optimizer_config(runs["run_dir"].tolist())
+        configs[tag] = config
+        val = runs.loc[completed, "val"].dropna()
+        test = runs.loc[completed, "test"].dropna()
+        rows.append({
+            "task": task, "optimizer": optimizer, "hparams": tag, "lr": _number(config.get("lr")),
+            "runs": len(runs), "completed": int(completed.sum()), "diverged": int((states == "diverged").sum()),
+            "unfinished": int((~states.isin(["completed", "diverged"])).sum()),
+            "val": float(val.mean()) if len(val) else math.nan, "val_n": len(val),
+            "test": float(test.mean()) if len(test) else math.nan, "test_n": len(test),
+        })
+    tags = pd.DataFrame(rows)
+    lrs = tags["lr"].dropna()
+    tags["ratio"] = tags["lr"] / as_run_lr
+    tags = tags.sort_values(["lr", "hparams"], na_position="last").reset_index(drop=True)
+
+    clean = _pick(tags, "val", "val_n", family.higher_is_better)
+    paper = _pick(tags, "test", "test_n", family.higher_is_better)
+    tags["picked_by"] = [", ".join(name for name, pick in (("clean", clean), ("paper", paper)) if pick == i)
+                         for i in range(len(tags))]
+
+    if tags["completed"].sum() and not tags["val_n"].sum():
+        how = "train the search with data.val_size=5000" if family.name == "cifar10" else "no val metric logged"
+        flags.append(f"no validation metric ({how})")
+    elif (no_val := tags[(tags["completed"] > 0) & (tags["val_n"] == 0)]).size:
+        flags.append("no validation metric, never picked by clean: "
+                     + ", ".join(f"lr {_show(x)}" for x in no_val["lr"]))
+    if (missing := tags.loc[tags["lr"].isna(), "hparams"].tolist()):
+        flags.append("no optimizer.lr in config.yaml: " + ", ".join(missing))
+    if (diverged := tags.loc[tags["diverged"] > 0]).size:
+        flags.append("diverged, never picked: " + ", ".join(f"lr {_show(r.lr)} ({r.diverged} of {r.runs})"
+                                                             for r in diverged.itertuples()))
+    if (unfinished := int(tags["unfinished"].sum())):
+        flags.append(f"unfinished or failed runs:{unfinished} (the choice may still change)")
+    if (shared := lrs[lrs.duplicated()].unique()).size:
+        flags.append("several tags share lr " + ", ".join(_show(x) for x in shared))
+    if (differing := _differing_keys(configs)):
+        flags.append("tags differ in more than lr: " + ", ".join(differing))
+    seeds = tags.loc[(tags["diverged"] == 0) & (tags["completed"] > 0), "completed"]
+    if seeds.nunique() > 1:
+        flags.append("seeds differ between lrs: " + ", ".join(str(n) for n in seeds))
+
+    def chosen(pick, column, count):
+        if pick is None:
+            return math.nan, math.nan, math.nan, 0, ""
+        row = tags.iloc[pick]
+        return row["lr"], row["ratio"], row[column], int(row[count]), row["hparams"]
+
+    clean_lr, clean_ratio, clean_val, clean_n, clean_tag = chosen(clean, "val", "val_n")
+    paper_lr, paper_ratio, paper_test, paper_n, paper_tag = chosen(paper, "test", "test_n")
+    agree = "n/a" if clean is None or paper is None else "yes" if clean == paper else "no"
+    emitted = clean_tag if rule == "clean" else paper_tag
+    cell = {
+        "task": task, "model": TASKS[task].model, "optimizer": optimizer, "metric": family.metric,
+        "val_metric": family.val_metric, "n_tags": len(tags),
+        "lrs": "; ".join(repr(float(x)) for x in lrs.sort_values()),
+        "as_run_lr": as_run_lr,
+        "clean_lr": clean_lr, "clean_ratio": clean_ratio, "clean_val": clean_val, "clean_n": clean_n,
+        "clean_hparams": clean_tag,
+        "paper_lr": paper_lr, "paper_ratio": paper_ratio, "paper_test": paper_test, "paper_n": paper_n,
+        "paper_hparams": paper_tag,
+        "agree": agree, "flags": "; ".join(flags), "rule": rule,
+        "line": override_line(task, optimizer, configs[emitted]) if emitted and configs[emitted].get("lr") is not None
+        else "",
+    }
+    return cell, tags
+
+
+def _pick(tags: pd.DataFrame, column: str, count: str, higher_is_better: bool) -> int | None:
+    """Row of the best mean among tags with a value, an lr and no diverged run (ties: smaller lr, then tag)."""
+    eligible = tags[(tags[count] > 0) & (tags["diverged"] == 0) & tags["lr"].notna()]
+    if eligible.empty:
+        return None
+    key = -eligible[column] if higher_is_better else eligible[column]
+    order = eligible.assign(_key=key).sort_values(["_key", "lr", "hparams"], kind="stable")
+    return int(order.index[0])
+
+
+def as_run_lrs(pairs) -> dict[tuple[str, str], float]:
+    """optimizer.lr as the shipped conf/ composes it for each (task, optimizer) of the paper's ten (custom ones have
+    no as-run value)."""
+    from hydra import compose, initialize_config_dir
+
+    from adala_bench.catalog import OPTIMIZER_ORDER
+    from adala_bench.runner import CONF_DIR
+
+    wanted = [(task, optimizer) for task, optimizer in pairs if task in TASKS and optimizer in OPTIMIZER_ORDER]
+    if not wanted:
+        return {}
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return {(task, optimizer): float(compose("config", overrides=[f"task={task}", f"optimizer={optimizer}"]
+                                                 ).optimizer.lr)
+                for task, optimizer in wanted}
+
+
+def _read_optimizer_config(run_dirs: list[str]) -> dict:
+    """The optimizer section of the first run's config.yaml that has one (values as YAML typed them: an lr written
+    30 stays the int 30, 0.00030000000000000003 the float it was)."""
+    for run_dir in run_dirs:
+        try:
+            config = yaml.safe_load(Path(run_dir, CONFIG_FILE).read_text()) or {}
+        except (OSError, yaml.YAMLError):
+            continue
+        optimizer = config.get("optimizer") if isinstance(config, dict) else None
+        if isinstance(optimizer, dict):
+            return optimizer
+    return {}
+
+
+def _differing_keys(configs: dict[str, dict]) -> list[str]:
+    keys = sorted({k for c in configs.values() for k in c} - {"lr"})
+    return [f"optimizer.{k}" for k in keys if len({repr(c.get(k)) for c in configs.values()}) > 1]
+
+
+def _number(value) -> float:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
+
+
+def _show(x: float) -> str:
+    return "—" if x is None or not np.isfinite(x) else f"{x:.4g}"
+
+
+# --- adala-train overrides ---------------------------------------------------------------------------------------
+
+def hydra_value(value) -> str:
+    """A config value as a Hydra override spells it so that it parses back to the same value (floats by repr)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(hydra_value(v) for v in value) + "]"
+    text = str(value)
+    if text and all(ch.isalnum() or ch in "._-/" for ch in text) and not text[0].isdigit():
+        return text
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def override_line(task: str, optimizer: str, config: dict) -> str:
+    """`task=T optimizer=O optimizer.lr=LR`; for a custom optimizer (a name with a dot: its import path)
+    `optimizer=custom optimizer._target_=NAME optimizer.lr=LR` and `+optimizer.KEY=VALUE` for each other
+    hyperparameter its run had, since there are no as-run values to fall back on."""
+    lr = f"optimizer.lr={hydra_value(config['lr'])}"
+    if "." not in optimizer:
+        return f"task={task} optimizer={optimizer} {lr}"
+    extra = [f"+optimizer.{k}={hydra_value(v)}" for k, v in config.items() if k not in _NOT_CUSTOM_HPARAMS]
+    return " ".join([f"task={task}", f"optimizer={CUSTOM}", f"optimizer._target_={optimizer}", lr, *extra])
+
+
+EMIT_HEADER = """\
+# adala-report --emit-best: one line of adala-train overrides per (task, optimizer), the lr the {rule} rule chose
+# {how}
+# from the search runs in {runs} (profile {profile}). Lines starting with # are comments; skip them.
+# Re-run each choice on the full training set (data.val_size=0) with the paper's seeds, apart from the table runs:
+#   grep -v '^#' {file} | while read -r line; do
+#     adala-train --multirun $line seed=0,1,2 data.val_size=0 results.root=results/tuned </dev/null; done
+#   adala-report --runs results/tuned --out results/report-tuned
+"""
+_HOW = {
+    "clean": "(the best mean over seeds of the best validation value over epochs; the test set is never looked at)",
+    "paper": "(the best mean over seeds of the best TEST value over epochs: selected on the test set, as the "
+             "reference did)",
+}
+
+
+def emit_best(cells: pd.DataFrame, rule: str, runs: str | Path, profile: str, file: str | Path) -> str:
+    """The text of the --emit-best file: the header, then one line per cell with a choice under `rule` (cells
+    must come from search_table(..., rule)); a cell without one gets a comment line saying why."""
+    check_rule(rule)
+    lines = EMIT_HEADER.format(rule=rule, how=_HOW[rule], runs=runs, profile=profile, file=file).splitlines()
+    for cell in cells.itertuples():
+        if cell.line:
+            lines.append(cell.line)
+        else:
+            why = cell.flags or "no completed run with a value"
+            lines.append(f"# {cell.task} {cell.optimizer}: no {rule} choice: {why}")
+    if cells.empty:
+        lines.append("# no CIFAR-10 or PTB runs found")
+    return "\n".join(lines) + "\n"
+
+
+# --- search.md ------------------------------------------------------------------------------------------------------
+
+def render_markdown(cells: pd.DataFrame, tags: pd.DataFrame, profile: str = "paper") -> str:
+    out = ["# lr search", ""]
+    if cells.empty:
+        out += ["No CIFAR-10 or PTB runs found (the search covers the tasks with a validation metric).", ""]
+        return "\n".join(out)
+    out += [f"Runs of profile `{profile}`. Per (task, optimizer): the lr each rule picks among the searched ones. "
+            "`clean` selects on validation and is the one to use; `paper rule` (test-set selection) is shown for "
+            "comparison.", ""]
+    for task in dict.fromkeys(cells["task"]):
+        rows = cells[cells["task"] == task]
+        family = TASKS[task].family
+        val, test = family.val_metric, family.metric
+        out += [f"## {TASKS[task].model} ({task})", "",
+                f"| Optimizer | as run | n lrs | clean lr | ×as run | mean best {val} (n) | paper-rule lr | ×as run | "
+                f"mean best {test} (n) | agree | flags |",
+                "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | :---: | --- |"]
+        for c in rows.itertuples():
+            out.append(
+                f"| {optimizer_label(c.optimizer)} | {_show(c.as_run_lr)} | {c.n_tags} | {_show(c.clean_lr)} | {_ratio(c.clean_ratio)} | "
+                f"{_value(c.clean_val, c.clean_n)} | {_show(c.paper_lr)} | {_ratio(c.paper_ratio)} | "
+                f"{_value(c.paper_test, c.paper_n)} | {c.agree} | {c.flags} |")
+        out.append("")
+        detail = tags[tags["task"] == task]
+        out += ["Every searched lr:", "",
+                f"| Optimizer | lr | ×as run | runs | completed | diverged | mean best {val} (n) | "
+                f"mean best {test} (n) | picked by | hparams |",
+                "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |"]
+        for t in detail.itertuples():
+            out.append(
+                f"| {optimizer_label(t.optimizer)} | {_show(t.lr)} | {_ratio(t.ratio)} | {t.runs} | {t.completed} | "
+                f"{t.diverged} | {_value(t.val, t.val_n)} | {_value(t.test, t.test_n)} | {t.picked_by} | "
+                f"`{t.hparams}` |")
+        out.append("")
+    out += ["Notes:", "", FOOTER]
+    return "\n".join(out)
+
+
+def _ratio(x: float) -> str:
+    return "—" if not np.isfinite(x) else f"×{x:.3g}"
+
+
+def _value(x: float, n: int) -> str:
+    return "—" if not np.isfinite(x) else f"{x:.2f} (n={n})"
+
+
+def write_search(cells: pd.DataFrame, tags: pd.DataFrame, out: Path, profile: str = "paper") -> list[Path]:
+    """search.md and search.csv in `out`, from search_table's (cells, tags)."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "search.md").write_text(render_markdown(cells, tags, profile))
+    cells.to_csv(out / "search.csv", index=False)
+    return [out / "search.md", out / "search.csv"]
