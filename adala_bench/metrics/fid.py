@@ -194,10 +194,11 @@ def activation_statistics(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]
 def frechet_distance(mu1, sigma1, mu2, sigma2, device: str | torch.device | None = None) -> float:
     """||mu1 - mu2||^2 + Tr(sigma1 + sigma2 - 2 sqrtm(sigma1 sigma2)), as pytorch-fid's calculate_frechet_distance.
 
-    Tr(sqrtm(A)) is the sum of the principal square roots of A's eigenvalues, so only eigenvalues are needed
-    (float64, torch.linalg.eigvals on `device`), not scipy's full sqrtm. A = sigma1 sigma2 is similar to a PSD
-    matrix, so its eigenvalues are real and >= 0 up to rounding; as pytorch-fid keeps sqrtm's real part, the real
-    part of each root is summed, which counts a slightly negative eigenvalue as 0.
+    Tr(sqrtm(sigma1 sigma2)) is the sum of the square roots of the eigenvalues of sigma1 sigma2, which are those of
+    the symmetric PSD matrix R sigma2 R with R = sigma1^(1/2) (similar matrices: R R sigma2 ~ R sigma2 R). So two
+    symmetric eigendecompositions in float64 on `device` (eigh for R, eigvalsh for the product) replace scipy's full
+    non-symmetric sqrtm. Eigenvalues that rounding makes slightly negative count as 0, as the real part of their
+    root does in pytorch-fid, which keeps sqrtm's real part.
     """
     mu1, mu2 = np.atleast_1d(np.asarray(mu1, np.float64)), np.atleast_1d(np.asarray(mu2, np.float64))
     sigma1, sigma2 = np.atleast_2d(np.asarray(sigma1, np.float64)), np.atleast_2d(np.asarray(sigma2, np.float64))
@@ -209,7 +210,10 @@ def frechet_distance(mu1, sigma1, mu2, sigma2, device: str | torch.device | None
         raise FIDError("FID statistics contain NaN or infinity")
     s1 = torch.as_tensor(sigma1, device=device)
     s2 = torch.as_tensor(sigma2, device=device)
-    tr_covmean = torch.sqrt(torch.linalg.eigvals(s1 @ s2)).real.sum().item()
+    eigenvalues, eigenvectors = torch.linalg.eigh(s1)
+    root = (eigenvectors * eigenvalues.clamp_min(0).sqrt()) @ eigenvectors.T
+    product = root @ s2 @ root
+    tr_covmean = torch.linalg.eigvalsh((product + product.T) / 2).clamp_min(0).sqrt().sum().item()
     diff = mu1 - mu2
     return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2 * tr_covmean)
 
