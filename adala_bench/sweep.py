@@ -19,7 +19,8 @@ are skipped, interrupted ones resume from their last checkpoint).
   header naming its CUDA_VISIBLE_DEVICES and command. Workers get OMP_NUM_THREADS = cores // k unless it is set.
 - Ctrl-C (SIGINT) or SIGTERM: every worker gets SIGINT (each worker runs in its own session, so it gets it once),
   the runner records its run interrupted, and the next start of the sweep resumes it. A second signal kills them.
-- At the end: `adala-sweep: D/N runs done (...)`, counted from the workers' logs; the exit status is 0 if every
+- While it runs: `adala-sweep: k/N runs done` each time k changes (the workers' logs are read every
+  `--progress-every` seconds, 30 by default). At the end: `adala-sweep: D/N runs done (...)`, counted the same way; the exit status is 0 if every
   worker exited 0, the first failing worker's status otherwise (130/143 after SIGINT/SIGTERM).
 
 Testing on a machine without GPUs: `--simulate-gpus N` (or ADALA_SIMULATE_GPUS=N) counts N GPUs: the workers get
@@ -73,6 +74,8 @@ def build_parser() -> OneLineParser:
     parser.add_argument("--per-gpu", type=int, default=1, metavar="K", help="workers per GPU (default 1)")
     parser.add_argument("--logs", type=Path, default=None, metavar="DIR",
                         help="where worker<w>.log go (default results/sweep-logs/<time>)")
+    parser.add_argument("--progress-every", type=float, default=30.0, metavar="SECONDS",
+                        help="how often to read the workers' logs for the k/N runs done line (default 30)")
     parser.add_argument("--simulate-gpus", type=int, default=None, help=argparse.SUPPRESS)
     return parser
 
@@ -85,6 +88,7 @@ class Plan:
     train_args: list[str]
     logs: Path
     cpu_asked: bool = False  # --gpus 0 (rather than no GPU found)
+    progress_every: float = 30.0  # seconds between progress lines' log reads
 
     @property
     def workers(self) -> int:
@@ -138,6 +142,8 @@ def make_plan(argv: list[str]) -> Plan:
         raise SweepError(f"give the adala-train arguments after --, {EXAMPLE}")
     if not train_args:
         raise SweepError(f"no adala-train arguments after --; {EXAMPLE}")
+    if not args.progress_every > 0:
+        raise SweepError(f"--progress-every {args.progress_every:g} is not allowed; it must be a number of seconds > 0")
     if args.per_gpu < 1:
         raise SweepError(f"--per-gpu {args.per_gpu} is not allowed; it must be an integer ≥ 1")
     simulate = simulated_count(args.simulate_gpus)
@@ -165,7 +171,7 @@ def make_plan(argv: list[str]) -> Plan:
         train_args.append("device=cpu")  # the last override wins: simulated GPUs train on CPU
     logs = args.logs if args.logs is not None else new_logs_dir()
     return Plan(visible_gpus(gpus, simulate is not None), args.per_gpu, simulate is not None, train_args, logs,
-                cpu_asked=args.gpus != "all" and gpus == 0)
+                cpu_asked=args.gpus != "all" and gpus == 0, progress_every=args.progress_every)
 
 
 def new_logs_dir() -> Path:
@@ -263,6 +269,9 @@ class Tally:
                 self.runs.add(match[1])
                 self.skips += 1
 
+    def progress(self) -> str:
+        return f"{PROG}: {len(self.done)}/{self.total} runs done"
+
     def summary(self) -> str:
         before = self.already - self.completed - self.diverged
         done = len(self.done)
@@ -271,6 +280,13 @@ class Tally:
         if done < self.total:
             text += f"; {self.total - done} left: start the same sweep again to resume them"
         return text
+
+
+def read_tally(workers: list[Worker]) -> Tally:
+    tally = Tally()
+    for worker in workers:
+        tally.read(worker.log)
+    return tally
 
 
 def last_line(log: Path) -> str:
@@ -374,12 +390,18 @@ def run(plan: Plan) -> int:
             on = "CPU" if gpu is None else f"GPU {gpu}" + (" (simulated)" if plan.simulated else "")
             print(f"{PROG}: worker {index} on {on}: pid {worker.process.pid}, log {worker.log}", flush=True)
         stopper.catch_up()
-        for worker in workers:
-            worker.process.wait()  # a signal runs Stopper.handle, then the wait goes on (PEP 475)
+        shown = ""
+        while live := [worker for worker in workers if worker.process.poll() is None]:
+            try:  # returns as soon as this worker ends; a signal runs Stopper.handle and the wait goes on
+                live[0].process.wait(timeout=plan.progress_every)
+            except subprocess.TimeoutExpired:
+                pass
+            line = read_tally(workers).progress()
+            if line != shown and stopper.signum is None:
+                print(line, flush=True)
+                shown = line
 
-    tally = Tally()
-    for worker in workers:
-        tally.read(worker.log)
+    tally = read_tally(workers)
     failed = [worker for worker in workers if worker.process.returncode != 0]
     for worker in failed:
         print(f"{PROG}: worker {worker.index} exited with status {exit_status(worker.process.returncode)} "

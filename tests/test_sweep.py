@@ -40,13 +40,16 @@ def statuses(runs: Path) -> dict[str, str]:
 
 def test_four_workers_on_two_gpus_train_every_run_exactly_once(tmp_path, data_root):
     runs, logs = tmp_path / "runs", tmp_path / "logs"
-    result = run_sweep("--simulate-gpus", "2", "--per-gpu", "2", "--logs", str(logs), "--",
+    result = run_sweep("--simulate-gpus", "2", "--per-gpu", "2", "--logs", str(logs), "--progress-every", "0.2", "--",
                        *smoke_args(data_root, runs), "task=cifar10_vgg11", "optimizer=sgd,adam,adala,adabelief",
                        "seed=0,1", cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout.splitlines()
     assert [line.split(":")[1] for line in out[:4]] == [f" worker {w} on GPU {w // 2} (simulated)" for w in range(4)]
     assert out[-1].startswith("adala-sweep: 8/8 runs done (8 completed, 0 diverged in this sweep, 0 finished before it)")
+    # Live progress while the workers train: k/N lines as runs finish, k never falling.
+    progress = [int(k) for k in re.findall(r"^adala-sweep: (\d+)/8 runs done$", result.stdout, re.M)]
+    assert progress and progress == sorted(progress) and len(set(progress)) == len(progress) and progress[-1] <= 8
 
     texts = [(logs / f"worker{w}.log").read_text() for w in range(4)]
     for w, text in enumerate(texts):  # each worker's own GPU, and the sweep it ran
