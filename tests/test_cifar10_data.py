@@ -1,8 +1,10 @@
 import hashlib
+import json
 import pickle
 import shutil
 import urllib.error
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -120,9 +122,13 @@ def test_rewriting_the_same_dataset_keeps_the_directory_a_reader_may_be_using(tm
     inode = directory.stat().st_ino
     assert write_synthetic_cifar10(tmp_path, n_train=10, n_test=5) == directory
     assert directory.stat().st_ino == inode
-    write_synthetic_cifar10(tmp_path, n_train=10, n_test=5, seed=1)
-    assert directory.stat().st_ino != inode
+    with ThreadPoolExecutor(4) as pool:  # four writers of a new dataset at once: all succeed, one lands
+        written = list(pool.map(lambda seed: write_synthetic_cifar10(tmp_path, n_train=10, n_test=5, seed=seed),
+                                [1, 1, 1, 1]))
+    assert written == [directory] * 4 and directory.stat().st_ino != inode
+    assert json.loads((directory / "synthetic.json").read_text())["seed"] == 1
     assert sorted(p.name for p in (tmp_path / "synthetic").iterdir()) == ["cifar-10-batches-py"]
+    assert len(load_cifar10(tmp_path, "synthetic").train_labels) == 10
 
 
 def test_missing_real_data_raises_one_line_with_the_fix(synthetic_root):

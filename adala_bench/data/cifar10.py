@@ -20,6 +20,7 @@ import torch
 
 from adala_bench.data import DataError, check_source
 from adala_bench.data.checksums import MANIFEST, md5_of, read_manifest
+from adala_bench.data.staging import place_directory
 
 BASE_FOLDER = "cifar-10-batches-py"
 SYNTHETIC_FOLDER = "synthetic"
@@ -144,7 +145,7 @@ def write_synthetic_cifar10(root: str | os.PathLike, n_train: int = 2000, n_test
         (staging / SYNTHETIC_SPEC).write_text(json.dumps(spec, sort_keys=True) + "\n")
         manifest = "".join(f"{md5_of(staging / name)}  {name}\n" for name in DATA_FILES + (SYNTHETIC_SPEC,))
         (staging / MANIFEST).write_text(manifest)
-        _move_into_place(staging, Path(root), spec)
+        place_directory(staging, target, lambda: _synthetic_matches(root, spec))
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return target
@@ -243,23 +244,3 @@ def _synthetic_matches(root: str | os.PathLike, spec: dict[str, int]) -> bool:
         return json.loads((directory / SYNTHETIC_SPEC).read_text()) == spec
     except (DataError, OSError, ValueError):
         return False
-
-
-def _move_into_place(staging: Path, root: Path, spec: dict[str, int]) -> None:
-    """Rename the finished staging directory into place, replacing a dataset written with another spec.
-
-    Parallel runs of a sweep may write the same dataset at once: the same spec gives the same bytes, so whichever
-    lands first is kept and nobody pulls a directory from under a reader.
-    """
-    if _synthetic_matches(root, spec):
-        return
-    target = dataset_dir(root, "synthetic")
-    if target.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{BASE_FOLDER}-old-", dir=target.parent))
-        os.replace(target, old / BASE_FOLDER)
-        shutil.rmtree(old, ignore_errors=True)
-    try:
-        os.rename(staging, target)
-    except OSError:
-        if not _synthetic_matches(root, spec):  # lost the race to a writer of the same dataset: fine
-            raise

@@ -23,6 +23,7 @@ import torch
 
 from adala_bench.data import DataError, check_source
 from adala_bench.data.checksums import MANIFEST, md5_of, read_manifest
+from adala_bench.data.staging import place_directory
 
 BASE_FOLDER = "ptb"
 SYNTHETIC_FOLDER = "synthetic"
@@ -46,7 +47,6 @@ OFFICIAL_VOCAB_SIZE = 10_000
 
 # Bump when the synthetic text changes, so corpora written by an older generator are rewritten.
 SYNTHETIC_VERSION = 1
-_PLACE_ATTEMPTS = 10  # renames tried against concurrent writers before giving up
 
 
 @dataclass(frozen=True)
@@ -160,7 +160,7 @@ def write_synthetic_ptb(root: str | os.PathLike, n_train_tokens: int = 20_000, n
         (staging / SYNTHETIC_SPEC).write_text(json.dumps(spec, sort_keys=True) + "\n")
         names = tuple(FILES.values()) + (SYNTHETIC_SPEC,)
         (staging / MANIFEST).write_text("".join(f"{md5_of(staging / name)}  {name}\n" for name in names))
-        _move_into_place(staging, Path(root), spec)
+        place_directory(staging, target, lambda: _synthetic_matches(root, spec))
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return target
@@ -335,34 +335,3 @@ def _synthetic_matches(root: str | os.PathLike, spec: dict[str, int]) -> bool:
         return json.loads((directory / SYNTHETIC_SPEC).read_text()) == spec
     except (DataError, OSError, ValueError):
         return False
-
-
-def _move_into_place(staging: Path, root: Path, spec: dict[str, int]) -> None:
-    """Rename the finished staging directory into place, replacing a corpus written with another spec.
-
-    Parallel runs of a sweep may write the same corpus at once: the same spec gives the same bytes, so a matching
-    corpus already in place is kept, and a writer that loses a race looks again instead of failing.
-    """
-    target = dataset_dir(root, "synthetic")
-    for _ in range(_PLACE_ATTEMPTS):
-        if _synthetic_matches(root, spec):
-            return
-        _move_away(target)
-        try:
-            os.rename(staging, target)
-            return
-        except OSError as error:  # another writer's directory landed in between
-            failure = error
-    raise failure
-
-
-def _move_away(target: Path) -> None:
-    """Take `target` out of the way with one rename, then delete it; fine if another writer took it first."""
-    if not target.exists():
-        return
-    old = Path(tempfile.mkdtemp(prefix=f".{BASE_FOLDER}-old-", dir=target.parent))
-    try:
-        os.replace(target, old / BASE_FOLDER)
-    except FileNotFoundError:
-        pass
-    shutil.rmtree(old, ignore_errors=True)
