@@ -31,6 +31,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 CONFIG_FILE, METRICS_FILE, STATUS_FILE, CHECKPOINT_FILE = "config.yaml", "metrics.jsonl", "status.json", "checkpoint.pt"
+LOCK_FILE = ".lock"  # RunDir.lock holds an exclusive flock on it while the run trains
 SAMPLES_DIR = "samples"
 SAMPLES_FILE = f"{SAMPLES_DIR}/final.png"
 SEED_PREFIX = "seed="
@@ -119,6 +120,22 @@ def _drop(tree: dict, dotted: str) -> None:
     tree.pop(leaf, None)
 
 
+def lock_holder(run_dir: Path) -> str | None:
+    """The pid written in the run's lock file if a live process holds the lock; None if it is free. The probe takes
+    the lock only when it is free, and drops it at once; it creates nothing."""
+    try:
+        handle = open(Path(run_dir) / LOCK_FILE)
+    except FileNotFoundError:
+        return None
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:  # held (EWOULDBLOCK)
+            return handle.read().strip() or "unknown"
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        return None
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write data to path so that readers see either the old file or the whole new one."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -143,6 +160,7 @@ class RunDir:
     def __init__(self, path: Path):
         self.path = Path(path)
         self._lock_handle: io.TextIOWrapper | None = None
+        self._checkpoint_sha256: str | None = None  # of the checkpoint file in place, once loaded or saved here
 
     config_file = property(lambda self: self.path / CONFIG_FILE)
     metrics_file = property(lambda self: self.path / METRICS_FILE)
@@ -154,20 +172,29 @@ class RunDir:
     def lock(self) -> "RunDir":
         """Take the run's exclusive lock; the OS drops it when the process dies, however it dies."""
         self.path.mkdir(parents=True, exist_ok=True)
-        handle = open(self.path / ".lock", "a+")
+        handle = open(self.path / LOCK_FILE, "a+")
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             handle.seek(0)
             holder = handle.read().strip() or "unknown"
             handle.close()
-            raise RunStoreError(f"run directory {self.path} is in use by another process (pid {holder}); not starting a second one")
+            raise RunStoreError(self._busy(holder)) from None
         handle.seek(0)
         handle.truncate()
         handle.write(str(os.getpid()))
         handle.flush()
         self._lock_handle = handle
         return self
+
+    def check_free(self) -> None:
+        """RunStoreError if another process holds the run's lock now (creates nothing): a cheap look before the
+        costly set-up of a run, which `lock` then takes for real."""
+        if (holder := lock_holder(self.path)) is not None:
+            raise RunStoreError(self._busy(holder))
+
+    def _busy(self, holder: str) -> str:
+        return f"run directory {self.path} is in use by another process (pid {holder}); not starting a second one"
 
     def unlock(self) -> None:
         if self._lock_handle is not None:
@@ -241,23 +268,34 @@ class RunDir:
         buffer = io.BytesIO()
         torch.save(dict(state), buffer)
         data = buffer.getvalue()
-        # The checksum is written first: a crash between the two renames leaves a mismatch that is reported,
-        # never an old checksum that happens to vouch for a new file.
-        atomic_write_bytes(self.checksum_file, hashlib.sha256(data).hexdigest().encode())
+        # Two renames cannot be made one. The checksum file goes first and vouches for the new file and for the one
+        # still in place, so an interruption between the renames (Ctrl-C, SIGKILL) leaves the previous checkpoint,
+        # whole and accepted, and a resume redoes one epoch; no checksum ever vouches for a file that is not whole.
+        new = hashlib.sha256(data).hexdigest()
+        in_place = [self._checkpoint_sha256] if self._checkpoint_sha256 else self._recorded_checksums()
+        atomic_write_bytes(self.checksum_file, "\n".join(dict.fromkeys([new, *in_place])).encode())
         atomic_write_bytes(self.checkpoint_file, data)
+        self._checkpoint_sha256 = new
+
+    def _recorded_checksums(self) -> list[str]:
+        try:
+            return self.checksum_file.read_text().split()
+        except FileNotFoundError:
+            return []
 
     def load_checkpoint(self) -> dict[str, Any] | None:
         """The saved state, None when there is none; RunStoreError when it is truncated or corrupt."""
         if not self.checkpoint_file.exists():
             return None
         data = self.checkpoint_file.read_bytes()
-        expected = self.checksum_file.read_text().strip() if self.checksum_file.exists() else None
+        recorded = self._recorded_checksums()
         actual = hashlib.sha256(data).hexdigest()
-        if expected != actual:
+        if actual not in recorded:
             raise RunStoreError(
                 f"checkpoint {self.checkpoint_file} is corrupt or truncated (sha256 {actual[:12]} != recorded "
-                f"{(expected or 'none')[:12]}); delete the run directory to start this run again"
+                f"{(recorded[0] if recorded else 'none')[:12]}); delete the run directory to start this run again"
             )
+        self._checkpoint_sha256 = actual
         try:
             return torch.load(io.BytesIO(data), map_location="cpu", weights_only=False)
         except Exception as error:  # a valid checksum over unreadable bytes: report it the same way

@@ -50,6 +50,37 @@ def test_checkpoint_round_trip_and_checksum(tmp_path):
         run.load_checkpoint()
 
 
+def test_an_interruption_between_the_checkpoint_renames_leaves_the_previous_checkpoint_usable(tmp_path, monkeypatch):
+    """Ctrl-C (or SIGKILL) after the checksum file is replaced and before the checkpoint is: the previous
+    checkpoint is still in place, whole, and still loads (a resume redoes that epoch), also in a new process."""
+    from adala_bench import store
+
+    run = RunDir(tmp_path / "run")
+    run.path.mkdir()
+    run.save_checkpoint({"epoch": 1})
+    run.save_checkpoint({"epoch": 2})
+    real_write = store.atomic_write_bytes
+
+    def interrupted_at_the_checkpoint(path, data):
+        if path == run.checkpoint_file:
+            raise KeyboardInterrupt
+        real_write(path, data)
+
+    monkeypatch.setattr(store, "atomic_write_bytes", interrupted_at_the_checkpoint)
+    with pytest.raises(KeyboardInterrupt):
+        run.save_checkpoint({"epoch": 3})
+    monkeypatch.undo()
+    assert len(run.checksum_file.read_text().split()) == 2  # the new file's (never landed) and the one in place
+    resumed = RunDir(run.path)
+    assert resumed.load_checkpoint() == {"epoch": 2}
+    # The next epochs save as usual; a file nobody wrote whole is still refused.
+    resumed.save_checkpoint({"epoch": 3})
+    assert RunDir(run.path).load_checkpoint() == {"epoch": 3}
+    run.checkpoint_file.write_bytes(run.checkpoint_file.read_bytes()[:-10])
+    with pytest.raises(RunStoreError, match="corrupt or truncated"):
+        RunDir(run.path).load_checkpoint()
+
+
 def test_metrics_round_trip(tmp_path):
     run = RunDir(tmp_path / "run")
     run.path.mkdir()
