@@ -35,7 +35,6 @@ microsecond (it would then report the run busy: a sweep skips it, a single run s
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import io
 import json
 import os
@@ -48,8 +47,6 @@ from adala_bench.cli import OneLineParser
 
 PROG = "adala-plan"
 DEFAULT_SEEDS = "0,1,2"
-LOCK_FILE = ".lock"  # store.RunDir.lock's file: the trainer holds an exclusive flock on it while it trains
-
 # Rough guesses, NOT measurements: seconds per training epoch of the paper protocol (fp32) on one modern data-centre
 # GPU (A100/H100 class), used only for a (task, optimizer) with no finished run yet. The CIFAR-10 models differ by
 # a few times among themselves (VGG11 < ResNet34 < DenseNet121), and `profile=smoke` or `fast` runs are much quicker:
@@ -220,22 +217,6 @@ def _first_line(error: BaseException) -> str:
 
 
 # -- the run store ------------------------------------------------------------------------------------------------------
-def lock_holder(path: Path) -> str | None:
-    """The pid written in the run's lock file if a live process holds the lock; None if it is free. The probe takes
-    the lock only when it is free, and drops it at once."""
-    try:
-        handle = open(path / LOCK_FILE)
-    except FileNotFoundError:
-        return None
-    with handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:  # held (EWOULDBLOCK)
-            return handle.read().strip() or "?"
-        fcntl.flock(handle, fcntl.LOCK_UN)
-        return None
-
-
 def last_line(path: Path, chunk: int = 4096) -> str | None:
     """The last non-empty line of a text file, reading from its end; None if there is none."""
     try:
@@ -271,7 +252,7 @@ def finished_seconds_per_epoch(path: Path) -> float | None:
 
 
 def read_run(path: Path, seed: int, epochs: int) -> Run:
-    from adala_bench.store import STATUS_FILE
+    from adala_bench.store import STATUS_FILE, lock_holder
 
     try:
         text = (path / STATUS_FILE).read_text()

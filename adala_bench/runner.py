@@ -192,6 +192,10 @@ def train_one(cfg: DictConfig) -> str:
     run = RunDir(run_path(cfg))
     if state := final_state(run):
         return state
+    try:  # a run another worker trains is skipped before its task is built (data, networks, FID statistics)
+        run.check_free()
+    except RunStoreError as error:
+        raise RunBusy(str(error)) from None
 
     seed_everything(cfg.seed)
     if device.type == "cuda":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from importlib import metadata
 import subprocess
 import sys
@@ -166,12 +167,15 @@ def test_corrupt_checkpoint_is_reported_never_used(smoke, monkeypatch):
         run.load_checkpoint()
 
 
-def test_a_second_process_on_the_same_run_is_refused(smoke):
+def test_a_second_process_on_the_same_run_is_refused(smoke, monkeypatch):
     cfg = smoke("task=cifar10_vgg11", "optimizer=adam", "epochs=1")
     holder = RunDir(run_path(cfg)).lock()
     try:
-        with pytest.raises(ConfigError, match="in use by another process"):
-            train_one(cfg)
+        with monkeypatch.context() as patch:  # refused before its task is built: a skip costs a sweep nothing
+            patch.setattr("adala_bench.tasks.build_task", lambda *args: pytest.fail("built the task of a held run"))
+            with pytest.raises(ConfigError, match=f"run directory {holder.path} is in use by another process "
+                                                  f"\\(pid {os.getpid()}\\)"):
+                train_one(cfg)
         script = f"from adala_bench.store import RunDir; RunDir({str(holder.path)!r}).lock()"
         other = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
         assert other.returncode != 0 and "in use by another process" in other.stderr
