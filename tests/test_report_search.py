@@ -65,6 +65,12 @@ def search_runs(tmp_path_factory):
     for tag, lr, val, test in (("lr3-d", 3.0, 120.0, 100.0), ("lr30-d", 30, 90.0, 95.0),
                                ("lr300-d", 300.0, 95.0, 80.0)):
         run(root, "ptb_lstm1", "sgd", tag, 0, ptb_epochs(val, test), lr)
+    # PTB AdaBelief, an (lr, eps) search as search_ptb_eps runs it: validation picks (1e-3, 1e-12), the test set
+    # (1e-2, 1e-16).
+    for tag, lr, eps, val, test in (("lr0.001-eps1e-16-d", 1e-3, 1e-16, 95.0, 93.0),
+                                    ("lr0.001-eps1e-12-d", 1e-3, 1e-12, 90.0, 94.0),
+                                    ("lr0.01-eps1e-16-d", 1e-2, 1e-16, 97.0, 91.0)):
+        run(root, "ptb_lstm1", "adabelief", tag, 0, ptb_epochs(val, test), lr, eps=eps)
     return root
 
 
@@ -85,7 +91,8 @@ def test_search_picks_by_validation_and_by_the_test_set(search_runs, tmp_path, c
     assert capsys.readouterr().out.split() == [str(out / n) for n in ("search.md", "search.csv", "index.md")]
     cells = read_search(out)
     assert list(cells.index) == [(VGG, "adam"), (VGG, "sgd"), (VGG, "adabelief"), (VGG, "torch.optim.Adamax"),
-                                 ("ptb_lstm1", "sgd")]
+                                 ("ptb_lstm1", "sgd"), ("ptb_lstm1", "adabelief")]
+    assert not cells["eps_searched"].iloc[:5].any() and cells["clean_eps"].iloc[:5].isna().all()
 
     adam = cells.loc[(VGG, "adam")]
     assert adam["n_tags"] == 3 and adam["lrs"] == "0.0001; 0.001; 0.01" and adam["as_run_lr"] == 1e-3
@@ -114,10 +121,17 @@ def test_search_picks_by_validation_and_by_the_test_set(search_runs, tmp_path, c
     assert (ptb["as_run_lr"], ptb["clean_ratio"], ptb["paper_ratio"]) == (30.0, 1.0, 10.0)  # conf/hparams/ptb/lstm1
     assert ptb["line"] == "task=ptb_lstm1 optimizer=sgd optimizer.lr=30"  # the int stays an int: same run name
 
+    eps = cells.loc[("ptb_lstm1", "adabelief")]
+    assert eps["eps_searched"] and eps["n_tags"] == 3 and eps["lrs"] == "0.001; 0.01" and eps["flags"] == ""
+    assert (eps["clean_lr"], eps["clean_eps"], eps["clean_val"]) == (1e-3, 1e-12, 90.0)
+    assert (eps["paper_lr"], eps["paper_eps"], eps["paper_ratio"], eps["paper_test"]) == (1e-2, 1e-16, 10.0, 91.0)
+    assert eps["line"] == "task=ptb_lstm1 optimizer=adabelief optimizer.lr=0.001 optimizer.eps=1e-12"
+
     md = (out / "search.md").read_text()
     assert "| Adam | 0.001 | 3 | 0.001 | ×1 | 85.50 (n=2) | 0.01 | ×10 | 88.50 (n=2) | no |  |" in md
-    assert "| Adam | 0.01 | ×10 | 2 | 2 | 0 | 82.50 (n=2) | 88.50 (n=2) | paper | `lr0.01-d` |" in md
+    assert "| Adam | 0.01 | — | ×10 | 2 | 2 | 0 | 82.50 (n=2) | 88.50 (n=2) | paper | `lr0.01-d` |" in md
     assert "×as run: the lr divided by it" in md
+    assert "| AdaBelief | 0.001 | 3 | 0.001, eps 1e-12 | ×1 | 90.00 (n=1) | 0.01, eps 1e-16 | ×10 | 91.00 (n=1) | no |  |" in md
     assert "[search.md](search.md)" in (out / "index.md").read_text()
 
 
@@ -134,6 +148,7 @@ def test_emit_best_writes_the_clean_choices_as_overrides(search_runs, tmp_path, 
         "task=cifar10_vgg11 optimizer=custom optimizer._target_=torch.optim.Adamax optimizer.lr=0.002 "
         "+optimizer.weight_decay=0.0005",
         "task=ptb_lstm1 optimizer=sgd optimizer.lr=30",
+        "task=ptb_lstm1 optimizer=adabelief optimizer.lr=0.001 optimizer.eps=1e-12",
     ]
     assert ("# cifar10_vgg11 sgd: no clean choice: no validation metric (train the search with "
             "data.val_size=5000)\n") in text
@@ -142,7 +157,9 @@ def test_emit_best_writes_the_clean_choices_as_overrides(search_runs, tmp_path, 
         cfg = compose_config(*line.split())
         apply_aliases(cfg)
         assert f"optimizer.lr={hydra_value(cfg.optimizer.lr)}" in line
-    assert cfg.optimizer.name == "sgd" and cfg.optimizer.lr == 30 and isinstance(cfg.optimizer.lr, int)
+    assert cfg.optimizer.name == "adabelief" and (cfg.optimizer.lr, cfg.optimizer.eps) == (1e-3, 1e-12)
+    sgd = compose_config(*emitted_lines(best)[3].split())
+    assert sgd.optimizer.name == "sgd" and sgd.optimizer.lr == 30 and isinstance(sgd.optimizer.lr, int)
     custom = compose_config(*emitted_lines(best)[2].split())
     apply_aliases(custom)
     assert (custom.optimizer.name, custom.optimizer.lr, custom.optimizer.weight_decay) == (
@@ -176,6 +193,36 @@ def test_search_experiments_sweep_lr_scale_around_the_as_run_lr():
     cfg = compose_config("+experiment=search_cifar10", "task=cifar10_vgg11", "optimizer=adam", "lr_scale=3")
     apply_aliases(cfg)
     assert cfg.optimizer.lr == 3e-3 and "lr_scale" not in cfg
+    eps = compose_config("+experiment=search_ptb_eps", return_hydra_config=True)
+    params = eps.hydra.sweeper.params
+    assert (params.task, params.optimizer, params["optimizer.eps"], params.lr_scale) == (
+        "ptb_lstm1,ptb_lstm2,ptb_lstm3", "adabelief,adala", "1e-16,1e-12,1e-8", "0.1,0.3,1,3,10")
+    assert eps.data.val_size == 0 and eps.results.root == "results/search"
+    cfg = compose_config("+experiment=search_ptb_eps", "task=ptb_lstm2", "optimizer=adala", "optimizer.eps=1e-16",
+                         "lr_scale=0.3")
+    apply_aliases(cfg)
+    assert (cfg.optimizer.lr, cfg.optimizer.eps) == (1e-2 * 0.3, 1e-16)  # AdaLA at AdaBelief's 2-layer lr
+
+
+def test_an_eps_search_emits_the_chosen_eps_and_names_the_chosen_run(smoke, tmp_path):
+    """Two eps of AdaBelief at one lr on the smoke profile with a validation split: the emitted line sets lr and eps,
+    and composed with the same profile overrides it names exactly the chosen run's directory."""
+    runs = tmp_path / "runs"
+    common = ("task=cifar10_vgg11", "optimizer=adabelief", "epochs=1", "data.val_size=64")
+    trained = {}
+    for eps in ("1e-16", "1e-8"):
+        cfg = smoke(*common, f"optimizer.eps={eps}")
+        assert train_one(cfg) == "completed"
+        trained[float(eps)] = run_path(cfg)
+    best = tmp_path / "best.txt"
+    assert main(["--runs", str(runs), "--out", str(tmp_path / "report"), "--search", "--emit-best", str(best)]) == 0
+    cell = read_search(tmp_path / "report").loc[(VGG, "adabelief")]
+    assert cell["eps_searched"] and cell["n_tags"] == 2 and cell["flags"] == ""
+    (line,) = emitted_lines(best)
+    assert line == f"task={VGG} optimizer=adabelief optimizer.lr=0.001 optimizer.eps={float(cell['clean_eps'])!r}"
+    cfg = smoke(*line.split(), "epochs=1", "data.val_size=64")
+    apply_aliases(cfg)
+    assert run_path(cfg) == trained[cell["clean_eps"]]
 
 
 def test_a_real_search_and_its_emitted_line_name_the_chosen_run(smoke, tmp_path):

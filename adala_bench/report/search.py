@@ -1,7 +1,8 @@
 """The lr search (conf/experiment/search_*.yaml): per (task, optimizer), which of the searched lrs each rule picks.
 
 A cell is (task, optimizer); its candidates are the hparams tags of its runs (in a search made with lr_scale, one tag
-per lr). For every tag the mean over its completed seeds of
+per lr; in search_ptb_eps, one per (lr, eps) pair, and then the choice and its override line carry eps too). For
+every tag the mean over its completed seeds of
 
     clean:  the best validation value over epochs (max val_acc / min val_ppl; the family's val_metric and direction
             from the catalog), so no choice looks at the test set;
@@ -32,14 +33,15 @@ from .select import check_rule, run_values
 
 SEARCH_COLUMNS = [
     "task", "model", "optimizer", "metric", "val_metric", "n_tags", "lrs", "as_run_lr",
-    "clean_lr", "clean_ratio", "clean_val", "clean_n", "clean_hparams",
-    "paper_lr", "paper_ratio", "paper_test", "paper_n", "paper_hparams",
+    "eps_searched", "clean_lr", "clean_eps", "clean_ratio", "clean_val", "clean_n", "clean_hparams",
+    "paper_lr", "paper_eps", "paper_ratio", "paper_test", "paper_n", "paper_hparams",
     "agree", "flags", "rule", "line",
 ]
-TAG_COLUMNS = ["task", "optimizer", "hparams", "lr", "ratio", "runs", "completed", "diverged", "unfinished",
+TAG_COLUMNS = ["task", "optimizer", "hparams", "lr", "eps", "ratio", "runs", "completed", "diverged", "unfinished",
                "val", "val_n", "test", "test_n", "picked_by"]
 CUSTOM = "custom"  # conf/optimizer/custom.yaml; a custom optimizer's runs are named after its import path (has a dot)
 _NOT_CUSTOM_HPARAMS = ("name", "lr", "_target_")
+SEARCHED = ("lr", "eps")  # what a search may vary; tags differing in anything else are flagged
 
 FOOTER = """\
 - clean: the lr whose mean, over its completed seeds, of the best validation value over epochs (max val_acc on the
@@ -49,9 +51,11 @@ FOOTER = """\
 - lr: optimizer.lr from the config.yaml of one of the tag's runs, the exact value the run trained with.
 - as run: the lr this suite's conf/hparams gives the (task, optimizer), the value the tables' runs use (the
   paper's as-run value, PROTOCOL §4); ×as run: the lr divided by it (×1: as run). Custom optimizers have none.
-- Only lr is searched; eps and every other hyperparameter are as run. Flags: no validation metric (CIFAR-10 runs
-  without data.val_size), unfinished or failed runs (the choice may still change), diverged lrs, tags that differ in
-  more than lr, and seeds that differ between lrs.
+- lr is searched everywhere; eps only for AdaBelief and AdaLA on PTB (search_ptb_eps: the AdaBelief authors' own
+  eps differs per depth, 1e-16 / 1e-12), and where a cell's tags differ in eps its choices read "lr X, eps Y".
+  Every other hyperparameter is as run. Flags: no validation metric (CIFAR-10 runs without data.val_size),
+  unfinished or failed runs (the choice may still change), diverged settings, tags that differ in more than lr and
+  eps, and seeds that differ between settings.
 - The values are from the search's runs (CIFAR-10: 45,000 training images), not the tables' numbers: re-run the
   clean choice on the full training set (adala-report --emit-best) and report those runs.
 """
@@ -112,6 +116,7 @@ def _cell(task: str, optimizer: str, family, members: pd.DataFrame, rule: str, a
         test = runs.loc[completed, "test"].dropna()
         rows.append({
             "task": task, "optimizer": optimizer, "hparams": tag, "lr": _number(config.get("lr")),
+            "eps": _number(config.get("eps")),
             "runs": len(runs), "completed": int(completed.sum()), "diverged": int((states == "diverged").sum()),
             "unfinished": int((~states.isin(["completed", "diverged"])).sum()),
             "val": float(val.mean()) if len(val) else math.nan, "val_n": len(val),
@@ -120,7 +125,11 @@ def _cell(task: str, optimizer: str, family, members: pd.DataFrame, rule: str, a
     tags = pd.DataFrame(rows)
     lrs = tags["lr"].dropna()
     tags["ratio"] = tags["lr"] / as_run_lr
-    tags = tags.sort_values(["lr", "hparams"], na_position="last").reset_index(drop=True)
+    tags = tags.sort_values(["lr", "eps", "hparams"], na_position="last").reset_index(drop=True)
+    eps_searched = tags["eps"].nunique() > 1  # search_ptb_eps: the choice is an (lr, eps) pair
+
+    def setting(row) -> str:
+        return f"lr {_show(row.lr)}" + (f", eps {_show(row.eps)}" if eps_searched else "")
 
     clean = _pick(tags, "val", "val_n", family.higher_is_better)
     paper = _pick(tags, "test", "test_n", family.higher_is_better)
@@ -132,44 +141,45 @@ def _cell(task: str, optimizer: str, family, members: pd.DataFrame, rule: str, a
         flags.append(f"no validation metric ({how})")
     elif (no_val := tags[(tags["completed"] > 0) & (tags["val_n"] == 0)]).size:
         flags.append("no validation metric, never picked by clean: "
-                     + ", ".join(f"lr {_show(x)}" for x in no_val["lr"]))
+                     + ", ".join(setting(r) for r in no_val.itertuples()))
     if (missing := tags.loc[tags["lr"].isna(), "hparams"].tolist()):
         flags.append("no optimizer.lr in config.yaml: " + ", ".join(missing))
     if (diverged := tags.loc[tags["diverged"] > 0]).size:
-        flags.append("diverged, never picked: " + ", ".join(f"lr {_show(r.lr)} ({r.diverged} of {r.runs})"
+        flags.append("diverged, never picked: " + ", ".join(f"{setting(r)} ({r.diverged} of {r.runs})"
                                                              for r in diverged.itertuples()))
     if (unfinished := int(tags["unfinished"].sum())):
         flags.append(f"unfinished or failed runs:{unfinished} (the choice may still change)")
-    if (shared := lrs[lrs.duplicated()].unique()).size:
-        flags.append("several tags share lr " + ", ".join(_show(x) for x in shared))
+    if (shared := tags[tags["lr"].notna() & tags.duplicated(["lr", "eps"], keep=False)]).size:
+        flags.append("several tags share " + ", ".join(dict.fromkeys(setting(r) for r in shared.itertuples())))
     if (differing := _differing_keys(configs)):
-        flags.append("tags differ in more than lr: " + ", ".join(differing))
+        flags.append("tags differ in more than lr and eps: " + ", ".join(differing))
     seeds = tags.loc[(tags["diverged"] == 0) & (tags["completed"] > 0), "completed"]
     if seeds.nunique() > 1:
-        flags.append("seeds differ between lrs: " + ", ".join(str(n) for n in seeds))
+        flags.append("seeds differ between settings: " + ", ".join(str(n) for n in seeds))
 
     def chosen(pick, column, count):
         if pick is None:
-            return math.nan, math.nan, math.nan, 0, ""
+            return math.nan, math.nan, math.nan, math.nan, 0, ""
         row = tags.iloc[pick]
-        return row["lr"], row["ratio"], row[column], int(row[count]), row["hparams"]
+        eps = row["eps"] if eps_searched else math.nan
+        return row["lr"], eps, row["ratio"], row[column], int(row[count]), row["hparams"]
 
-    clean_lr, clean_ratio, clean_val, clean_n, clean_tag = chosen(clean, "val", "val_n")
-    paper_lr, paper_ratio, paper_test, paper_n, paper_tag = chosen(paper, "test", "test_n")
+    clean_lr, clean_eps, clean_ratio, clean_val, clean_n, clean_tag = chosen(clean, "val", "val_n")
+    paper_lr, paper_eps, paper_ratio, paper_test, paper_n, paper_tag = chosen(paper, "test", "test_n")
     agree = "n/a" if clean is None or paper is None else "yes" if clean == paper else "no"
     emitted = clean_tag if rule == "clean" else paper_tag
     cell = {
         "task": task, "model": TASKS[task].model, "optimizer": optimizer, "metric": family.metric,
         "val_metric": family.val_metric, "n_tags": len(tags),
-        "lrs": "; ".join(repr(float(x)) for x in lrs.sort_values()),
+        "lrs": "; ".join(repr(float(x)) for x in sorted(lrs.unique())),
         "as_run_lr": as_run_lr,
-        "clean_lr": clean_lr, "clean_ratio": clean_ratio, "clean_val": clean_val, "clean_n": clean_n,
+        "eps_searched": bool(eps_searched), "clean_lr": clean_lr, "clean_eps": clean_eps, "clean_ratio": clean_ratio, "clean_val": clean_val, "clean_n": clean_n,
         "clean_hparams": clean_tag,
-        "paper_lr": paper_lr, "paper_ratio": paper_ratio, "paper_test": paper_test, "paper_n": paper_n,
+        "paper_lr": paper_lr, "paper_eps": paper_eps, "paper_ratio": paper_ratio, "paper_test": paper_test, "paper_n": paper_n,
         "paper_hparams": paper_tag,
         "agree": agree, "flags": "; ".join(flags), "rule": rule,
-        "line": override_line(task, optimizer, configs[emitted]) if emitted and configs[emitted].get("lr") is not None
-        else "",
+        "line": override_line(task, optimizer, configs[emitted], with_eps=bool(eps_searched))
+        if emitted and configs[emitted].get("lr") is not None else "",
     }
     return cell, tags
 
@@ -180,7 +190,7 @@ def _pick(tags: pd.DataFrame, column: str, count: str, higher_is_better: bool) -
     if eligible.empty:
         return None
     key = -eligible[column] if higher_is_better else eligible[column]
-    order = eligible.assign(_key=key).sort_values(["_key", "lr", "hparams"], kind="stable")
+    order = eligible.assign(_key=key).sort_values(["_key", "lr", "eps", "hparams"], kind="stable")
     return int(order.index[0])
 
 
@@ -216,7 +226,7 @@ def _read_optimizer_config(run_dirs: list[str]) -> dict:
 
 
 def _differing_keys(configs: dict[str, dict]) -> list[str]:
-    keys = sorted({k for c in configs.values() for k in c} - {"lr"})
+    keys = sorted({k for c in configs.values() for k in c} - set(SEARCHED))
     return [f"optimizer.{k}" for k in keys if len({repr(c.get(k)) for c in configs.values()}) > 1]
 
 
@@ -248,13 +258,15 @@ def hydra_value(value) -> str:
     return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-def override_line(task: str, optimizer: str, config: dict) -> str:
-    """`task=T optimizer=O optimizer.lr=LR`; for a custom optimizer (a name with a dot: its import path)
-    `optimizer=custom optimizer._target_=NAME optimizer.lr=LR` and `+optimizer.KEY=VALUE` for each other
-    hyperparameter its run had, since there are no as-run values to fall back on."""
+def override_line(task: str, optimizer: str, config: dict, with_eps: bool = False) -> str:
+    """`task=T optimizer=O optimizer.lr=LR` (and `optimizer.eps=EPS` where the search varied eps); for a custom
+    optimizer (a name with a dot: its import path) `optimizer=custom optimizer._target_=NAME optimizer.lr=LR` and
+    `+optimizer.KEY=VALUE` for each other hyperparameter its run had, since there are no as-run values to fall back
+    on."""
     lr = f"optimizer.lr={hydra_value(config['lr'])}"
     if "." not in optimizer:
-        return f"task={task} optimizer={optimizer} {lr}"
+        eps = [f"optimizer.eps={hydra_value(config['eps'])}"] if with_eps and "eps" in config else []
+        return " ".join([f"task={task}", f"optimizer={optimizer}", lr, *eps])
     extra = [f"+optimizer.{k}={hydra_value(v)}" for k, v in config.items() if k not in _NOT_CUSTOM_HPARAMS]
     return " ".join([f"task={task}", f"optimizer={CUSTOM}", f"optimizer._target_={optimizer}", lr, *extra])
 
@@ -306,28 +318,34 @@ def render_markdown(cells: pd.DataFrame, tags: pd.DataFrame, profile: str = "pap
         family = TASKS[task].family
         val, test = family.val_metric, family.metric
         out += [f"## {TASKS[task].model} ({task})", "",
-                f"| Optimizer | as run | n lrs | clean lr | ×as run | mean best {val} (n) | paper-rule lr | ×as run | "
+                f"| Optimizer | as run | n tried | clean lr | ×as run | mean best {val} (n) | paper-rule lr | ×as run | "
                 f"mean best {test} (n) | agree | flags |",
                 "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | :---: | --- |"]
         for c in rows.itertuples():
             out.append(
-                f"| {optimizer_label(c.optimizer)} | {_show(c.as_run_lr)} | {c.n_tags} | {_show(c.clean_lr)} | {_ratio(c.clean_ratio)} | "
-                f"{_value(c.clean_val, c.clean_n)} | {_show(c.paper_lr)} | {_ratio(c.paper_ratio)} | "
+                f"| {optimizer_label(c.optimizer)} | {_show(c.as_run_lr)} | {c.n_tags} | "
+                f"{_with_eps(c.clean_lr, c.clean_eps)} | {_ratio(c.clean_ratio)} | {_value(c.clean_val, c.clean_n)} | "
+                f"{_with_eps(c.paper_lr, c.paper_eps)} | {_ratio(c.paper_ratio)} | "
                 f"{_value(c.paper_test, c.paper_n)} | {c.agree} | {c.flags} |")
         out.append("")
         detail = tags[tags["task"] == task]
-        out += ["Every searched lr:", "",
-                f"| Optimizer | lr | ×as run | runs | completed | diverged | mean best {val} (n) | "
+        out += ["Every setting tried:", "",
+                f"| Optimizer | lr | eps | ×as run | runs | completed | diverged | mean best {val} (n) | "
                 f"mean best {test} (n) | picked by | hparams |",
-                "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |"]
+                "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |"]
         for t in detail.itertuples():
             out.append(
-                f"| {optimizer_label(t.optimizer)} | {_show(t.lr)} | {_ratio(t.ratio)} | {t.runs} | {t.completed} | "
+                f"| {optimizer_label(t.optimizer)} | {_show(t.lr)} | {_show(t.eps)} | {_ratio(t.ratio)} | {t.runs} | {t.completed} | "
                 f"{t.diverged} | {_value(t.val, t.val_n)} | {_value(t.test, t.test_n)} | {t.picked_by} | "
                 f"`{t.hparams}` |")
         out.append("")
     out += ["Notes:", "", FOOTER]
     return "\n".join(out)
+
+
+def _with_eps(lr: float, eps: float) -> str:
+    """The chosen lr, and its eps where the cell's search varied eps (eps is NaN otherwise)."""
+    return _show(lr) + (f", eps {_show(eps)}" if np.isfinite(eps) else "")
 
 
 def _ratio(x: float) -> str:
