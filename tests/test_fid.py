@@ -27,27 +27,11 @@ from adala_bench.metrics.fid import (FIDError, InceptionFeatures, RealStatistics
                                      frechet_distance, paper_preprocess)
 
 # pytorch-fid's own sqrtm call, which the comparisons run.
-pytestmark = pytest.mark.filterwarnings("ignore:The `disp` argument is deprecated:DeprecationWarning")
+pytestmark = [pytest.mark.usefixtures("no_network"),  # conftest: every download fails, as offline
+              pytest.mark.filterwarnings("ignore:The `disp` argument is deprecated:DeprecationWarning")]
 
 PYTHON = sys.executable
 REPO = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(autouse=True)
-def no_network(monkeypatch):
-    """torch hub's only way out: any download attempt fails as it does offline."""
-
-    def offline(url, *args, **kwargs):
-        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
-
-    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
-
-
-@pytest.fixture(scope="session")
-def random_home(tmp_path_factory) -> Path:
-    home = tmp_path_factory.mktemp("torch_home")
-    fid.write_random_inception_weights(home, seed=0)
-    return home
 
 
 @pytest.fixture

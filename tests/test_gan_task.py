@@ -12,7 +12,6 @@ from __future__ import annotations
 import copy
 import io
 import math
-import urllib.error
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +33,9 @@ from adala_bench.tasks.generation import (FidSettings, WassersteinGAN, gan_data,
                                           train_images_fingerprint)
 from adala_bench.trainer import OptimizerSpec, Progress, Schedule, Trainer, TrainerSettings
 
-from conftest import compose_config
+from conftest import assert_same, compose_config, final_state
+
+pytestmark = pytest.mark.usefixtures("no_network")  # conftest: every download fails, as offline
 
 CPU = torch.device("cpu")
 KINDS = ("wgan", "wgan_gp")
@@ -58,23 +59,6 @@ GAN_AS_RUN = {
 
 
 # ---- fixtures --------------------------------------------------------------------------------------------------
-
-@pytest.fixture(autouse=True)
-def no_network(monkeypatch):
-    """torch hub's only way out: any download attempt fails as it does offline."""
-
-    def offline(url, *args, **kwargs):
-        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
-
-    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
-
-
-@pytest.fixture(scope="module")
-def random_home(tmp_path_factory) -> Path:
-    home = tmp_path_factory.mktemp("torch_home")
-    fid_module.write_random_inception_weights(home, seed=0)
-    return home
-
 
 @pytest.fixture(autouse=True)
 def torch_home(random_home, monkeypatch) -> Path:
@@ -453,30 +437,6 @@ def test_the_next_generator_lookahead_wraps_to_the_first_z(make_task):
 
 
 # ---- resume ----------------------------------------------------------------------------------------------------
-
-def final_state(trainer, progress):
-    state = trainer.state_dict(progress)
-    state["progress"].pop("wall_s")
-    for row in state["progress"]["metrics"]:
-        row.pop("wall_s")
-    state.pop("rng")
-    return state
-
-
-def assert_same(a, b, where=""):
-    if isinstance(a, torch.Tensor):
-        assert torch.equal(a, b), where
-    elif isinstance(a, dict):
-        assert a.keys() == b.keys(), where
-        for key in a:
-            assert_same(a[key], b[key], f"{where}/{key}")
-    elif isinstance(a, (list, tuple)):
-        assert len(a) == len(b), where
-        for i, (x, y) in enumerate(zip(a, b)):
-            assert_same(x, y, f"{where}/{i}")
-    else:
-        assert a == b, where
-
 
 @pytest.mark.parametrize("kind, name", [("wgan", "adala"), ("wgan_gp", "adala"), ("wgan_gp", "adam")])
 def test_resume_after_an_interrupted_epoch_is_bit_for_bit(make_task, kind, name):

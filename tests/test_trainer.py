@@ -17,6 +17,7 @@ from adala_bench import optim
 from adala_bench.runner import optimizer_spec
 from adala_bench.tasks import build_task
 from adala_bench.trainer import Loss, Move, OptimizerSpec, Player, Progress, Schedule, Trainer, TrainerSettings
+from conftest import assert_same, final_state
 
 CPU = torch.device("cpu")
 ADALA = OptimizerSpec("adala", {"lr": 1e-2, "betas": (0.9, 0.999), "eps": 1e-8})
@@ -166,30 +167,6 @@ def relay_trainer(epochs=3, *, switch=False, lookahead_batch="next", clip=None, 
     trainer = Trainer(task, {"a": spec, "b": spec}, epochs=epochs, schedule=Schedule([2], 0.5), device=CPU,
                       settings=TrainerSettings(lookahead_batch=lookahead_batch, clip_grad_norm=clip))
     return task, trainer
-
-
-def final_state(trainer, progress):
-    state = trainer.state_dict(progress)
-    state["progress"].pop("wall_s")
-    for row in state["progress"]["metrics"]:
-        row.pop("wall_s")
-    state.pop("rng")
-    return state
-
-
-def assert_same(a, b, where=""):
-    if isinstance(a, torch.Tensor):
-        assert torch.equal(a, b), where
-    elif isinstance(a, dict):
-        assert a.keys() == b.keys(), where
-        for key in a:
-            assert_same(a[key], b[key], f"{where}/{key}")
-    elif isinstance(a, (list, tuple)):
-        assert len(a) == len(b), where
-        for i, (x, y) in enumerate(zip(a, b)):
-            assert_same(x, y, f"{where}/{i}")
-    else:
-        assert a == b, where
 
 
 @pytest.mark.parametrize("lookahead_batch", ["next", "same"])

@@ -4,6 +4,8 @@ Import the pieces from their modules (`adala_bench.data.cifar10`, `adala_bench.d
 only holds what they share, so importing it pulls in no heavy dependencies.
 """
 
+import numbers
+
 # real: the official dataset under the data root, never replaced silently;
 # synthetic: a small dataset in the same on-disk format, written under <root>/synthetic/ on first use.
 SOURCES = ("real", "synthetic")
@@ -18,3 +20,15 @@ def check_source(source: str) -> str:
     if source not in SOURCES:
         raise DataError(f"data.source={source!r} is not allowed; allowed: {', '.join(SOURCES)}")
     return source
+
+
+def batch_span(index: int, batches: int, batch_size: int) -> slice:
+    """The items of batch `index` of an epoch of `batches` batches, as a Sequence indexes (negative from the end)."""
+    if not isinstance(index, numbers.Integral):  # int or a NumPy integer
+        raise TypeError(f"batch index must be an int, got {type(index).__name__}")
+    index = int(index)
+    if index < 0:
+        index += batches
+    if not 0 <= index < batches:
+        raise IndexError(f"batch {index} out of range; this epoch has {batches} batches")
+    return slice(index * batch_size, (index + 1) * batch_size)

@@ -13,6 +13,8 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from adala_bench.data import batch_span
+
 # The reference's Normalize constants (AdaBelief's classification_cifar10/main.py).
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2023, 0.1994, 0.2010)
@@ -108,13 +110,7 @@ class EpochBatches(Sequence):
         return len(self.source)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        if not isinstance(index, (int, np.integer)):
-            raise TypeError(f"batch index must be an int, got {type(index).__name__}")
-        if index < 0:
-            index += len(self)
-        if not 0 <= index < len(self):
-            raise IndexError(f"batch {index} out of range; this epoch has {len(self)} batches")
-        span = slice(index * self.source.batch_size, (index + 1) * self.source.batch_size)
+        span = batch_span(index, len(self), self.source.batch_size)
         chosen = self.order[span]
         images = self.source.images.index_select(0, chosen)  # far faster than images[chosen] on CPU
         if self.flips is not None:

@@ -38,6 +38,7 @@ import torch
 from torch.nn import functional as F
 from torchvision.utils import save_image
 
+from adala_bench.data import batch_span
 from adala_bench.data.augment import epoch_seed
 from adala_bench.data.cifar10 import Cifar10Arrays, dataset_dir, ensure_synthetic_cifar10, load_cifar10
 from adala_bench.metrics.fid import (DIMS, FIDError, InceptionFeatures, RealStatisticsCache, activation_statistics,
@@ -116,13 +117,7 @@ class GanEpoch(Sequence):
         return -(-len(self.order) // self.batch_size)
 
     def _span(self, index: int) -> slice:
-        if not isinstance(index, (int, np.integer)):
-            raise TypeError(f"batch index must be an int, got {type(index).__name__}")
-        if index < 0:
-            index += len(self)
-        if not 0 <= index < len(self):
-            raise IndexError(f"batch {index} out of range; this epoch has {len(self)} batches")
-        return slice(index * self.batch_size, (index + 1) * self.batch_size)
+        return batch_span(index, len(self), self.batch_size)
 
     def __getitem__(self, index: int) -> GanBatch:
         span = self._span(index)
