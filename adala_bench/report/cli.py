@@ -30,9 +30,10 @@ test set, as the reference did) and final-epoch FID; 'clean' = final-epoch value
 validation epoch where the runs logged val_acc / val_ppl.
 
 An lr search (conf/experiment/search_*.yaml, runs in results/search): --search writes search.md and search.csv, per
-(task, optimizer) the lr with the best mean best-validation value (clean) and the lr with the best mean best-test
-value (the paper's rule), and whether they agree; --emit-best FILE writes the chosen lr of each cell as one line
-of adala-train overrides (the clean choice; --rule paper for the test-set one). With either, tables and figures
+(task, optimizer) the lr (and eps, where the search varied it) with the best mean best-validation value (clean)
+and the one with the best mean best-test value (the paper's rule), and whether they agree; --emit-best FILE writes
+the chosen setting of each cell as one line of adala-train overrides (the clean choice; --rule paper for the
+test-set one). With either, tables and figures
 are written only if --what asks for them.
 """
 
