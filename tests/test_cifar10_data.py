@@ -118,14 +118,15 @@ def test_ensure_rewrites_only_when_sizes_or_seed_differ_or_files_are_bad(tmp_pat
 
 def test_rewriting_the_same_dataset_keeps_the_directory_a_reader_may_be_using(tmp_path):
     # As when parallel runs of a sweep all ask for the same synthetic data.
+    # A marker file tells the kept directory from a replacement (an inode number may be reused once freed).
     directory = write_synthetic_cifar10(tmp_path, n_train=10, n_test=5)
-    inode = directory.stat().st_ino
+    (directory / "marker").touch()
     assert write_synthetic_cifar10(tmp_path, n_train=10, n_test=5) == directory
-    assert directory.stat().st_ino == inode
+    assert (directory / "marker").exists()
     with ThreadPoolExecutor(4) as pool:  # four writers of a new dataset at once: all succeed, one lands
         written = list(pool.map(lambda seed: write_synthetic_cifar10(tmp_path, n_train=10, n_test=5, seed=seed),
                                 [1, 1, 1, 1]))
-    assert written == [directory] * 4 and directory.stat().st_ino != inode
+    assert written == [directory] * 4 and not (directory / "marker").exists()
     assert json.loads((directory / "synthetic.json").read_text())["seed"] == 1
     assert sorted(p.name for p in (tmp_path / "synthetic").iterdir()) == ["cifar-10-batches-py"]
     assert len(load_cifar10(tmp_path, "synthetic").train_labels) == 10

@@ -303,13 +303,14 @@ def test_ensure_rewrites_only_when_sizes_or_seed_differ_or_files_are_bad(tmp_pat
 
 def test_writers_of_the_same_corpus_do_not_disturb_each_other(tmp_path):
     # As when parallel runs of a sweep all ask for the same synthetic data.
+    # A marker file tells the kept directory from a replacement (an inode number may be reused once freed).
     directory = write_synthetic_ptb(tmp_path, **SMALL)
-    inode = directory.stat().st_ino
+    (directory / "marker").touch()
     assert write_synthetic_ptb(tmp_path, **SMALL) == directory
-    assert directory.stat().st_ino == inode
+    assert (directory / "marker").exists()
     with ThreadPoolExecutor(4) as pool:
         written = list(pool.map(lambda seed: write_synthetic_ptb(tmp_path, **SMALL, seed=seed), [1, 1, 1, 1]))
-    assert written == [directory] * 4 and directory.stat().st_ino != inode
+    assert written == [directory] * 4 and not (directory / "marker").exists()
     assert json.loads((directory / "synthetic.json").read_text())["seed"] == 1
     assert sorted(p.name for p in (tmp_path / "synthetic").iterdir()) == ["ptb"]
     assert len(load_ptb(tmp_path, "synthetic").train) == 300
