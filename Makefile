@@ -27,6 +27,10 @@ test:
 demo:
 	bash scripts/demo.sh
 
+# The demo skips runs it already finished (the run store's resume); this starts it from nothing.
+clean-demo:
+	rm -rf results/demo
+
 bench:
 	@for script in benchmarks/bench_*.py; do echo "== $$script"; $(PY) $$script || exit 1; done
 
