@@ -7,11 +7,8 @@ CIFAR10 downloads, and the synthetic writer produces the same layout under `<roo
 
 from __future__ import annotations
 
-import json
 import os
 import pickle
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,12 +16,11 @@ import numpy as np
 import torch
 
 from adala_bench.data import DataError, check_source
-from adala_bench.data.checksums import MANIFEST, md5_of, read_manifest
-from adala_bench.data.staging import place_directory
+from adala_bench.data.checksums import md5_of, read_manifest
+from adala_bench.data.staging import synthetic_matches, write_synthetic_directory
 
 BASE_FOLDER = "cifar-10-batches-py"
 SYNTHETIC_FOLDER = "synthetic"
-SYNTHETIC_SPEC = "synthetic.json"
 OFFICIAL_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
 TEST_FILE = "test_batch"
@@ -131,10 +127,7 @@ def write_synthetic_cifar10(root: str | os.PathLike, n_train: int = 2000, n_test
     train_images, train_labels = _synthetic_images(rng, n_train)
     test_images, test_labels = _synthetic_images(rng, n_test)
 
-    target = dataset_dir(root, "synthetic")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{BASE_FOLDER}-", dir=target.parent))
-    try:
+    def write_files(staging: Path) -> tuple[str, ...]:
         train_parts = np.array_split(np.arange(n_train), len(TRAIN_FILES))
         for number, (name, part) in enumerate(zip(TRAIN_FILES, train_parts), start=1):
             _write_batch(staging / name, f"synthetic training batch {number} of 5",
@@ -142,18 +135,15 @@ def write_synthetic_cifar10(root: str | os.PathLike, n_train: int = 2000, n_test
         _write_batch(staging / TEST_FILE, "synthetic testing batch 1 of 1", test_images, test_labels, first_index=0)
         _write_pickle(staging / META_FILE, {"num_cases_per_batch": len(train_parts[0]),
                                             "label_names": list(LABEL_NAMES), "num_vis": 3072})
-        (staging / SYNTHETIC_SPEC).write_text(json.dumps(spec, sort_keys=True) + "\n")
-        manifest = "".join(f"{md5_of(staging / name)}  {name}\n" for name in DATA_FILES + (SYNTHETIC_SPEC,))
-        (staging / MANIFEST).write_text(manifest)
-        place_directory(staging, target, lambda: _synthetic_matches(root, spec))
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return target
+        return DATA_FILES
+
+    return write_synthetic_directory(dataset_dir(root, "synthetic"), spec, write_files,
+                                     lambda: verify_cifar10(root, "synthetic"))
 
 
 def ensure_synthetic_cifar10(root: str | os.PathLike, n_train: int, n_test: int, seed: int = 0) -> Path:
     """The synthetic dataset's directory, (re)written unless one with these sizes and seed is there and verifies."""
-    if not _synthetic_matches(root, _synthetic_spec(n_train, n_test, seed)):
+    if not synthetic_matches(lambda: verify_cifar10(root, "synthetic"), _synthetic_spec(n_train, n_test, seed)):
         write_synthetic_cifar10(root, n_train, n_test, seed)
     return dataset_dir(root, "synthetic")
 
@@ -235,12 +225,3 @@ def _write_batch(path: Path, batch_label: str, images: np.ndarray, labels: np.nd
         "data": np.ascontiguousarray(images.reshape(len(images), -1)),
         "filenames": [f"synthetic_{first_index + i:06d}.png" for i in range(len(images))],
     })
-
-
-def _synthetic_matches(root: str | os.PathLike, spec: dict[str, int]) -> bool:
-    """Whether the synthetic dataset under `root` verifies and was written with `spec`."""
-    try:
-        directory = verify_cifar10(root, "synthetic")
-        return json.loads((directory / SYNTHETIC_SPEC).read_text()) == spec
-    except (DataError, OSError, ValueError):
-        return False

@@ -8,7 +8,6 @@ the reference runs use (PROTOCOL.md §2).
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tarfile
@@ -22,12 +21,11 @@ import numpy as np
 import torch
 
 from adala_bench.data import DataError, check_source
-from adala_bench.data.checksums import MANIFEST, md5_of, read_manifest
-from adala_bench.data.staging import place_directory
+from adala_bench.data.checksums import md5_of, read_manifest
+from adala_bench.data.staging import synthetic_matches, write_synthetic_directory
 
 BASE_FOLDER = "ptb"
 SYNTHETIC_FOLDER = "synthetic"
-SYNTHETIC_SPEC = "synthetic.json"
 OFFICIAL_URL = "https://www.fit.vutbr.cz/~imikolov/rnnlm/simple-examples.tgz"
 ARCHIVE_FOLDER = ("simple-examples", "data")  # where the three files sit inside the archive
 SPLITS = ("train", "valid", "test")
@@ -151,26 +149,21 @@ def write_synthetic_ptb(root: str | os.PathLike, n_train_tokens: int = 20_000, n
         "valid": _synthetic_text(rng, ring, n_valid_tokens, walk_ring=False),
         "test": _synthetic_text(rng, ring, n_test_tokens, walk_ring=False),
     }
-    target = dataset_dir(root, "synthetic")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{BASE_FOLDER}-", dir=target.parent))
-    try:
+
+    def write_files(staging: Path) -> tuple[str, ...]:
         for split, text in texts.items():
             (staging / FILES[split]).write_bytes(text.encode("ascii"))
-        (staging / SYNTHETIC_SPEC).write_text(json.dumps(spec, sort_keys=True) + "\n")
-        names = tuple(FILES.values()) + (SYNTHETIC_SPEC,)
-        (staging / MANIFEST).write_text("".join(f"{md5_of(staging / name)}  {name}\n" for name in names))
-        place_directory(staging, target, lambda: _synthetic_matches(root, spec))
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return target
+        return tuple(FILES.values())
+
+    return write_synthetic_directory(dataset_dir(root, "synthetic"), spec, write_files,
+                                     lambda: verify_ptb(root, "synthetic"))
 
 
 def ensure_synthetic_ptb(root: str | os.PathLike, n_train_tokens: int = 20_000, n_valid_tokens: int = 2_000,
                          n_test_tokens: int = 2_000, vocab_size: int = 200, seed: int = 0) -> Path:
     """The synthetic corpus's directory, (re)written unless one with these sizes and seed is there and verifies."""
     spec = _synthetic_spec(n_train_tokens, n_valid_tokens, n_test_tokens, vocab_size, seed)
-    if not _synthetic_matches(root, spec):
+    if not synthetic_matches(lambda: verify_ptb(root, "synthetic"), spec):
         write_synthetic_ptb(root, n_train_tokens, n_valid_tokens, n_test_tokens, vocab_size, seed)
     return dataset_dir(root, "synthetic")
 
@@ -326,12 +319,3 @@ def _synthetic_sentence(rng: np.random.Generator, ring: np.ndarray) -> list[int]
             position = (position + 2) % n_words
         else:
             position = int(jump * n_words)
-
-
-def _synthetic_matches(root: str | os.PathLike, spec: dict[str, int]) -> bool:
-    """Whether the synthetic corpus under `root` verifies and was written with `spec`."""
-    try:
-        directory = verify_ptb(root, "synthetic")
-        return json.loads((directory / SYNTHETIC_SPEC).read_text()) == spec
-    except (DataError, OSError, ValueError):
-        return False

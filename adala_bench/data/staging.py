@@ -1,14 +1,45 @@
-"""Putting a dataset directory in place so that no reader ever sees a half-written one, with parallel writers."""
+"""Writing a synthetic dataset directory so that no reader ever sees a half-written one, with parallel writers:
+its files, its spec (the arguments that made it) and their checksum manifest are written beside the final place
+and renamed into it."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from adala_bench.data import DataError
+from adala_bench.data.checksums import MANIFEST, md5_of
+
 PLACE_ATTEMPTS = 10  # renames tried against concurrent writers before giving up
+SYNTHETIC_SPEC = "synthetic.json"  # the spec a synthetic dataset was written with, listed in its manifest
+
+
+def write_synthetic_directory(target: Path, spec: dict, write_files: Callable[[Path], Sequence[str]],
+                              verify: Callable[[], Path]) -> Path:
+    """Write a synthetic dataset to `target`: `write_files(staging)` writes the data files and returns their names
+    (in manifest order); `verify()` checks the dataset in place and returns its directory (DataError if it fails)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    try:
+        names = (*write_files(staging), SYNTHETIC_SPEC)
+        (staging / SYNTHETIC_SPEC).write_text(json.dumps(spec, sort_keys=True) + "\n")
+        (staging / MANIFEST).write_text("".join(f"{md5_of(staging / name)}  {name}\n" for name in names))
+        place_directory(staging, target, lambda: synthetic_matches(verify, spec))
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def synthetic_matches(verify: Callable[[], Path], spec: dict) -> bool:
+    """Whether the synthetic dataset in place verifies and was written with `spec`."""
+    try:
+        return json.loads((verify() / SYNTHETIC_SPEC).read_text()) == spec
+    except (DataError, OSError, ValueError):
+        return False
 
 
 def place_directory(staging: Path, target: Path, in_place: Callable[[], bool]) -> None:
