@@ -218,7 +218,8 @@ def _first_line(error: BaseException) -> str:
 
 # -- the run store ------------------------------------------------------------------------------------------------------
 def last_line(path: Path, chunk: int = 4096) -> str | None:
-    """The last non-empty line of a text file, reading from its end; None if there is none."""
+    """The last non-empty line of a text file, reading from its end (bytes that are not UTF-8 shown as U+FFFD);
+    None if there is none."""
     try:
         with open(path, "rb") as handle:
             handle.seek(0, os.SEEK_END)
@@ -232,7 +233,7 @@ def last_line(path: Path, chunk: int = 4096) -> str | None:
                 lines = data.rstrip(b"\n").rsplit(b"\n", 1)
                 if len(lines) == 2 or end == 0:
                     line = lines[-1].strip()
-                    return line.decode() if line else None
+                    return line.decode(errors="replace") if line else None
     except OSError:
         return None
     return None

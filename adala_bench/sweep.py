@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from adala_bench.cli import OneLineParser
+from adala_bench.plan import last_line
 
 PROG = "adala-sweep"
 SIMULATE_ENV = "ADALA_SIMULATE_GPUS"
@@ -147,7 +148,7 @@ def make_plan(argv: list[str]) -> Plan:
     if args.per_gpu < 1:
         raise SweepError(f"--per-gpu {args.per_gpu} is not allowed; it must be an integer ≥ 1")
     simulate = simulated_count(args.simulate_gpus)
-    available = simulate if simulate is not None else None
+    available = simulate
     if args.gpus == "all":
         gpus = available if available is not None else device_count()
     else:
@@ -230,7 +231,6 @@ class Tally:
 
     launched: int = 0  # jobs in the sweep (Hydra's "Launching N jobs")
     runs: set[str] = field(default_factory=set)  # every run directory named in any log
-    started: dict[str, int] = field(default_factory=dict)  # run -> how many times a worker started/resumed it
     completed: set[str] = field(default_factory=set)
     diverged: set[str] = field(default_factory=set)
     already: set[str] = field(default_factory=set)  # found finished (before this sweep, or by another worker)
@@ -255,7 +255,6 @@ class Tally:
                 self.launched = max(self.launched, int(match[1]))
             elif match := STARTED.match(line):
                 self.runs.add(match[1])
-                self.started[match[1]] = self.started.get(match[1], 0) + 1
             elif match := COMPLETED.match(line):
                 self.runs.add(match[1])
                 self.completed.add(match[1])
@@ -287,14 +286,6 @@ def read_tally(workers: list[Worker]) -> Tally:
     for worker in workers:
         tally.read(worker.log)
     return tally
-
-
-def last_line(log: Path) -> str:
-    try:
-        lines = [line.strip() for line in log.read_text(errors="replace").splitlines() if line.strip()]
-    except OSError:
-        return ""
-    return lines[-1] if lines else ""
 
 
 def exit_status(returncode: int) -> int:
@@ -405,7 +396,7 @@ def run(plan: Plan) -> int:
     failed = [worker for worker in workers if worker.process.returncode != 0]
     for worker in failed:
         print(f"{PROG}: worker {worker.index} exited with status {exit_status(worker.process.returncode)} "
-              f"({worker.log}): {last_line(worker.log)}", file=sys.stderr)
+              f"({worker.log}): {last_line(worker.log) or ''}", file=sys.stderr)
     print(tally.summary() + f"; logs in {plan.logs}", flush=True)
     if stopper.signum is not None:
         return 128 + stopper.signum

@@ -176,7 +176,7 @@ def test_console_script(tmp_path):
 
 
 def test_last_line_reads_from_the_end(tmp_path):
-    from adala_bench.plan import last_line
+    from adala_bench.plan import finished_seconds_per_epoch, last_line
 
     path = tmp_path / "metrics.jsonl"
     long = '{"epoch": 1, "pad": "' + "x" * 10000 + '"}'
@@ -186,3 +186,6 @@ def test_last_line_reads_from_the_end(tmp_path):
     assert last_line(path) == '{"epoch": 0}'
     path.write_text("")
     assert last_line(path) is None and last_line(tmp_path / "missing") is None
+    path.write_bytes(b'{"epoch": 0}\n{"epoch": 1, "wall_s": \xff}\n')  # a damaged row is no reason to crash
+    assert last_line(path) == '{"epoch": 1, "wall_s": \ufffd}'
+    assert finished_seconds_per_epoch(tmp_path) is None
