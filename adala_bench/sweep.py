@@ -39,7 +39,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from adala_bench.cli import OneLineParser
+from adala_bench.cli import OneLineParser, hydra_string
 from adala_bench.plan import last_line
 
 PROG = "adala-sweep"
@@ -184,15 +184,6 @@ def new_logs_dir() -> Path:
     return path
 
 
-def hydra_quote(value: str) -> str:
-    """A path as a Hydra override value (quoted where Hydra's grammar would read it otherwise)."""
-    if re.fullmatch(r"[\w./:+-]+", value):
-        return value
-    # Hydra's quoted strings: backslashes are literal except before a quote or the closing quote (then doubled).
-    escaped = re.sub(r"(\\+)(?='|$)", lambda run: run[1] * 2, value).replace("'", "\\'")
-    return f"'{escaped}'"
-
-
 def worker_args(plan: Plan, worker: int) -> list[str]:
     """The sweep's arguments with this worker's own Hydra sweep folder (workers started in the same second would
     otherwise share outputs/multirun/<time>/ and write into each other's job folders)."""
@@ -204,7 +195,7 @@ def worker_args(plan: Plan, worker: int) -> list[str]:
             continue
         args.append(arg)
     folder = own if own is not None else str(plan.logs / f"worker{worker}")
-    return [*args, f"{SWEEP_DIR_KEY}={hydra_quote(folder)}"]
+    return [*args, f"{SWEEP_DIR_KEY}={hydra_string(folder)}"]
 
 
 def worker_env(plan: Plan, worker: int) -> dict[str, str]:

@@ -28,6 +28,7 @@ import pandas as pd
 import yaml
 
 from adala_bench.catalog import FAMILIES, TASKS, optimizer_label, optimizer_rows
+from adala_bench.cli import hydra_string
 from adala_bench.store import CONFIG_FILE
 from .select import check_rule, run_values
 
@@ -252,10 +253,7 @@ def hydra_value(value) -> str:
         return str(value)
     if isinstance(value, (list, tuple)):
         return "[" + ",".join(hydra_value(v) for v in value) + "]"
-    text = str(value)
-    if text and all(ch.isalnum() or ch in "._-/" for ch in text) and not text[0].isdigit():
-        return text
-    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    return hydra_string(str(value))
 
 
 def override_line(task: str, optimizer: str, config: dict, with_eps: bool = False) -> str:
