@@ -46,8 +46,8 @@ def gan_epoch_seconds(task: str, optimizer: str, root: Path) -> tuple[float, flo
     torch.manual_seed(0)
     device = torch.device("cpu")
     built = build_task(cfg, device)
-    trainer = Trainer(built, {player: optimizer_spec(cfg) for player in built.players}, epochs=cfg.epochs, schedule=Schedule(), device=device,
-                      settings=trainer_settings(cfg))
+    trainer = Trainer(built, {player: optimizer_spec(cfg) for player in built.players}, epochs=cfg.epochs,
+                      schedule=Schedule(), device=device, settings=trainer_settings(cfg))
     progress = Progress()
     trainer.train_epoch(progress)
     fid_s = _seconds(lambda: built.evaluate(0))

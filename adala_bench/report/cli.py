@@ -33,8 +33,7 @@ An lr search (conf/experiment/search_*.yaml, runs in results/search): --search w
 (task, optimizer) the lr (and eps, where the search varied it) with the best mean best-validation value (clean)
 and the one with the best mean best-test value (the paper's rule), and whether they agree; --emit-best FILE writes
 the chosen setting of each cell as one line of adala-train overrides (the clean choice; --rule paper for the
-test-set one). With either, tables and figures
-are written only if --what asks for them.
+test-set one). With either, tables and figures are written only if --what asks for them.
 """
 
 
