@@ -6,24 +6,33 @@ BIN := $(VENV)/bin
 DATA ?= data
 RUNS ?= results/runs
 REPORT ?= results/report
+# Hydra's sweep syntax, as adala-train, adala-plan and adala-sweep all take it: 0,1,2 or range(0,10)
 SEEDS ?= 0,1,2
+PROFILE ?= paper
 EXPERIMENT ?= table2
 PLAN_ARGS ?=
 GPUS ?= all
 PER_GPU ?= 1
 SWEEP := $(BIN)/adala-sweep --gpus $(GPUS) --per-gpu $(PER_GPU) --
+# The overrides every sweep of the paper's tables takes (quoted: range(...) is not shell syntax).
+RUN_ARGS = 'seed=$(SEEDS)' profile=$(PROFILE) data.root=$(DATA) results.root=$(RUNS)
 
-.PHONY: install test demo bench data tables figures report reproduce plan sweep clean-demo
+.PHONY: install test test-quick demo bench data tables figures report reproduce plan sweep clean-demo
 
 install:
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[test]'
 
+# Everything: unit tests, then the end-to-end ones (console scripts, sweeps, whole runs, the pinned behaviour).
 test:
 	$(PY) -m pytest -q
 
-# CPU demo end to end: a smoke sweep on synthetic CIFAR-format data, then the report on its runs.
+# The inner loop: the unit tests alone (functions and modules; about a minute on 2 cores).
+test-quick:
+	$(PY) -m pytest -q tests/unit
+
+# CPU demo end to end: a smoke sweep of every task on synthetic data, then the report on its runs.
 demo:
 	bash scripts/demo.sh
 
@@ -37,35 +46,35 @@ bench:
 data:
 	$(BIN)/adala-data cifar10 --root $(DATA)
 	$(BIN)/adala-data ptb --root $(DATA)
-	$(PY) -c "from adala_bench.metrics.fid import ensure_inception_weights as get; print(get())"
+	$(BIN)/adala-data inception
 
 tables:
-	$(BIN)/adala-report --runs $(RUNS) --out $(REPORT) --what tables
+	$(BIN)/adala-report --runs $(RUNS) --out $(REPORT) --profile $(PROFILE) --what tables
 
 figures:
-	$(BIN)/adala-report --runs $(RUNS) --out $(REPORT) --what figures
+	$(BIN)/adala-report --runs $(RUNS) --out $(REPORT) --profile $(PROFILE) --what figures
 
 report:
-	$(BIN)/adala-report --runs $(RUNS) --out $(REPORT)
+	$(BIN)/adala-report --runs $(RUNS) --out $(REPORT) --profile $(PROFILE)
 
 # The paper's experiments on a GPU box: data, the sweeps (Table 2: CIFAR-10; Table 3: PTB; Table 4: GANs), the report.
 # adala-sweep runs $(PER_GPU) worker(s) on each of $(GPUS) GPUs, sharing each sweep through the run store's locks.
 # Finished runs are skipped, interrupted ones resume, so this can be re-run at any time.
 reproduce: data
-	$(SWEEP) --multirun +experiment=table2 seed=$(SEEDS) data.root=$(DATA) results.root=$(RUNS)
-	$(SWEEP) --multirun +experiment=table3 seed=$(SEEDS) data.root=$(DATA) results.root=$(RUNS)
-	$(SWEEP) --multirun +experiment=table4 seed=$(SEEDS) data.root=$(DATA) results.root=$(RUNS)
-	$(BIN)/adala-report --runs $(RUNS) --out $(REPORT)
+	$(SWEEP) --multirun +experiment=table2 $(RUN_ARGS)
+	$(SWEEP) --multirun +experiment=table3 $(RUN_ARGS)
+	$(SWEEP) --multirun +experiment=table4 $(RUN_ARGS)
+	$(BIN)/adala-report --runs $(RUNS) --out $(REPORT) --profile $(PROFILE)
 
 reproduce-table%: data
-	$(SWEEP) --multirun +experiment=table$* seed=$(SEEDS) data.root=$(DATA) results.root=$(RUNS)
-	$(BIN)/adala-report --runs $(RUNS) --out $(REPORT)
+	$(SWEEP) --multirun +experiment=table$* $(RUN_ARGS)
+	$(BIN)/adala-report --runs $(RUNS) --out $(REPORT) --profile $(PROFILE)
 
 # One experiment on every GPU, no report: make sweep EXPERIMENT=search_cifar10 GPUS=4 PER_GPU=2
 sweep:
-	$(SWEEP) --multirun +experiment=$(EXPERIMENT) seed=$(SEEDS) data.root=$(DATA) results.root=$(RUNS)
+	$(SWEEP) --multirun +experiment=$(EXPERIMENT) $(RUN_ARGS)
 
-# Where a sweep stands: every run of $(EXPERIMENT) x $(SEEDS) with its state, and the GPU-hours left (reads the run
-# store only), e.g. make plan EXPERIMENT=table3 SEEDS=0-9 PLAN_ARGS="--summary profile=fast"
+# Where a sweep stands: every run of $(EXPERIMENT) with its state, and the GPU-hours left (reads the run store only),
+# with the same overrides the sweep takes, e.g. make plan EXPERIMENT=table3 'SEEDS=range(0,10)' PLAN_ARGS=--summary
 plan:
-	$(BIN)/adala-plan $(EXPERIMENT) --seeds $(SEEDS) --runs $(RUNS) $(PLAN_ARGS)
+	$(BIN)/adala-plan +experiment=$(EXPERIMENT) $(RUN_ARGS) $(PLAN_ARGS)

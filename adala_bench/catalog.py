@@ -1,8 +1,7 @@
 """The one list of what the benchmark contains: task families, tasks, and the optimizers in the paper's row order.
 
-The runner, the optimizer registry, the report and the tests read these names from here, and a test checks that
-conf/ (task/, optimizer/, hparams/<family>/) holds exactly one file for each. A task that is not built yet is listed
-with `built=False`: the report already knows its table and column, and the runner refuses it in one line.
+The config, the optimizer registry, the report and the tests read these names from here, and a test checks that
+conf/ (task/, optimizer/, hparams/<family>/) holds exactly one file for each.
 """
 from __future__ import annotations
 
@@ -29,8 +28,6 @@ class TaskInfo:
     name: str
     family: Family
     model: str
-    # False until the task family's code exists (its conf/task file, model and data).
-    built: bool = True
 
 
 CIFAR10 = Family(
@@ -75,7 +72,6 @@ TASKS: dict[str, TaskInfo] = {
         TaskInfo("gan_wgan_gp", GAN, "WGAN-GP"),
     )
 }
-BUILT_TASKS: tuple[str, ...] = tuple(name for name, task in TASKS.items() if task.built)
 TABLES: tuple[str, ...] = ("Table2", "Table3", "Table4")
 
 # Paper row order of Tables 2-4, as the names runs use.

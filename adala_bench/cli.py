@@ -25,3 +25,18 @@ def hydra_string(text: str) -> str:
     # Hydra's quoted strings: backslashes are literal except before a quote or the closing quote (then doubled).
     escaped = re.sub(r"(\\+)(?='|$)", lambda run: run[1] * 2, text).replace("'", "\\'")
     return f"'{escaped}'"
+
+
+def hydra_value(value) -> str:
+    """A config value as a Hydra override spells it so that it parses back to the same value (floats by repr)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(hydra_value(v) for v in value) + "]"
+    return hydra_string(str(value))

@@ -1,6 +1,6 @@
 """The run directory: where one run's config, metrics, status and checkpoint live.
 
-A run is identified by its resolved config, not by a timestamp:
+A run is identified by its resolved config, not by a timestamp (config.py names it):
 
     <results.root>/<task>/<optimizer>/<hparam-tag>/seed=<n>/
         config.yaml     the resolved config
@@ -12,7 +12,8 @@ A run is identified by its resolved config, not by a timestamp:
 `RunDir` is the one owner of these files: the runner hands it the config, and after every epoch the trainer's
 progress and state to save (`start`, `record_epoch`, `finish`); nothing else writes into a run directory.
 Every file is written atomically (temp file + rename), so a crash never leaves a half-written file behind, and
-an exclusive lock keeps two processes out of the same run directory.
+an exclusive lock keeps two processes out of the same run directory. The store knows files, not config keys: what a
+run is, and so where it lives, is config.py's; how a run directory reads as a state is records.py's.
 """
 
 from __future__ import annotations
@@ -23,101 +24,31 @@ import hashlib
 import io
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Mapping
 
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from adala_bench.files import atomic_write
+
 CONFIG_FILE, METRICS_FILE, STATUS_FILE, CHECKPOINT_FILE = "config.yaml", "metrics.jsonl", "status.json", "checkpoint.pt"
 LOCK_FILE = ".lock"  # RunDir.lock holds an exclusive flock on it while the run trains
 SAMPLES_DIR = "samples"
 SAMPLES_FILE = f"{SAMPLES_DIR}/final.png"
 SEED_PREFIX = "seed="
+# What status.json may say (records.py reads them into the one state vocabulary of plan, report and sweep).
 STATES = ("running", "completed", "diverged", "failed")
 FINAL_STATES = ("completed", "diverged")
-
-# Keys that decide where files go or what hardware runs, not what is computed: left out of the run's identity.
-NON_IDENTITY_KEYS = ("seed", "device", "data.root", "results", "logger")
 
 
 class RunStoreError(RuntimeError):
     """A run directory that cannot be used as it is (busy, corrupt checkpoint)."""
 
 
-# The trainer's speed switches as the paper's protocol has them (trainer.TrainerSettings' defaults; a test holds the
-# two equal). A run that sets any of them otherwise computes something else: its tag says `fast`.
-PAPER_TRAINER = {"precision": "fp32", "channels_last": False, "compile": False}
-FAST_MARK = "fast"
-
-
-def is_fast_tag(tag: str) -> bool:
-    """Whether a run directory's hparam tag is that of a `fast` run (see hparam_tag)."""
-    return FAST_MARK in tag.split("-")
-
-
-def run_identity(cfg: DictConfig) -> dict[str, Any]:
-    """The resolved config as far as it decides what a run computes.
-
-    `trainer.lookahead_batch` counts only for an optimizer that takes the look-ahead closure (its config has a
-    `lookahead_batch` key), and it is spelled where it stood before the trainer group existed
-    (`optimizer.lookahead_batch`), so run directories made then keep their names. The speed switches count only
-    where they differ from the paper's protocol, for the same reason.
-    """
-    identity = OmegaConf.to_container(cfg, resolve=True)
-    if identity.pop("lr_scale", 1.0) != 1.0:
-        raise ValueError("lr_scale is still in the config: name the run after runner.apply_aliases has turned it into "
-                         "the lr it means")
-    trainer = identity.pop("trainer", {})
-    lookahead_batch = trainer.pop("lookahead_batch", "next")
-    if "lookahead_batch" in identity["optimizer"]:
-        identity["optimizer"]["lookahead_batch"] = lookahead_batch
-    trainer = {key: value for key, value in trainer.items() if PAPER_TRAINER.get(key, object()) != value}
-    if trainer:
-        identity["trainer"] = trainer
-    for dotted in NON_IDENTITY_KEYS:
-        _drop(identity, dotted)
-    return identity
-
-
-def hparam_tag(cfg: DictConfig) -> str:
-    """A readable, deterministic name for everything but task, optimizer and seed.
-
-    The optimizer's hyperparameters are spelled out; everything else that changes the result (epochs, batch size,
-    schedule, data source, width, ...) enters an 8-hex digest, so two runs share a directory only if they would
-    compute the same thing.
-    """
-    identity = run_identity(cfg)
-    readable = "-".join(f"{key}{_short(value)}" for key, value in identity["optimizer"].items() if key != "name")
-    if any(key in PAPER_TRAINER for key in identity.get("trainer", {})):
-        readable = f"{readable}-{FAST_MARK}" if readable else FAST_MARK
-    digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:8]
-    return f"{readable}-{digest}" if readable else digest
-
-
-def run_path(cfg: DictConfig) -> Path:
-    return layout_path(cfg.results.root, cfg.task.name, cfg.optimizer.name, hparam_tag(cfg), cfg.seed)
-
-
 def layout_path(root: str | Path, task: str, optimizer: str, tag: str, seed: int) -> Path:
     """<root>/<task>/<optimizer>/<hparam-tag>/seed=<n>: the one place the layout is spelled out."""
     return Path(root) / task / optimizer / tag / f"{SEED_PREFIX}{seed}"
-
-
-def _short(value: Any) -> str:
-    if isinstance(value, (list, tuple)):
-        return ",".join(_short(v) for v in value)
-    if isinstance(value, float):
-        return f"{value:g}"
-    return str(value)
-
-
-def _drop(tree: dict, dotted: str) -> None:
-    *parents, leaf = dotted.split(".")
-    for key in parents:
-        tree = tree.get(key, {})
-    tree.pop(leaf, None)
 
 
 def lock_holder(run_dir: Path) -> str | None:
@@ -134,20 +65,6 @@ def lock_holder(run_dir: Path) -> str | None:
             return handle.read().strip() or "unknown"
         fcntl.flock(handle, fcntl.LOCK_UN)
         return None
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write data to path so that readers see either the old file or the whole new one."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def now_iso() -> str:
@@ -210,7 +127,7 @@ class RunDir:
 
     # -- config, status, metrics ----------------------------------------------------------------------------------
     def write_config(self, cfg: DictConfig) -> None:
-        atomic_write_bytes(self.config_file, OmegaConf.to_yaml(cfg, resolve=True).encode())
+        atomic_write(self.config_file, OmegaConf.to_yaml(cfg, resolve=True).encode())
 
     def read_status(self) -> dict[str, Any] | None:
         if not self.status_file.exists():
@@ -222,12 +139,12 @@ class RunDir:
         if state not in STATES:
             raise ValueError(f"unknown run state {state!r}; allowed: {', '.join(STATES)}")
         status = {**(self.read_status() or {}), **fields, "state": state}
-        atomic_write_bytes(self.status_file, (json.dumps(status, indent=2, sort_keys=True) + "\n").encode())
+        atomic_write(self.status_file, (json.dumps(status, indent=2, sort_keys=True) + "\n").encode())
         return status
 
     def write_metrics(self, rows: list[Mapping[str, Any]]) -> None:
         text = "".join(json.dumps(row, sort_keys=False) + "\n" for row in rows)
-        atomic_write_bytes(self.metrics_file, text.encode())
+        atomic_write(self.metrics_file, text.encode())
 
     def read_metrics(self) -> list[dict[str, Any]]:
         if not self.metrics_file.exists():
@@ -254,7 +171,7 @@ class RunDir:
         for relative, data in artifacts.items():
             target = self.path / relative
             target.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write_bytes(target, data)
+            atomic_write(target, data)
         self.save_checkpoint(checkpoint)
         self.write_metrics(metrics)
         self.write_status("running", epochs_done=len(metrics))
@@ -273,8 +190,8 @@ class RunDir:
         # whole and accepted, and a resume redoes one epoch; no checksum ever vouches for a file that is not whole.
         new = hashlib.sha256(data).hexdigest()
         in_place = [self._checkpoint_sha256] if self._checkpoint_sha256 else self._recorded_checksums()
-        atomic_write_bytes(self.checksum_file, "\n".join(dict.fromkeys([new, *in_place])).encode())
-        atomic_write_bytes(self.checkpoint_file, data)
+        atomic_write(self.checksum_file, "\n".join(dict.fromkeys([new, *in_place])).encode())
+        atomic_write(self.checkpoint_file, data)
         self._checkpoint_sha256 = new
 
     def _recorded_checksums(self) -> list[str]:

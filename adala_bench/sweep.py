@@ -19,9 +19,11 @@ are skipped, interrupted ones resume from their last checkpoint).
   header naming its CUDA_VISIBLE_DEVICES and command. Workers get OMP_NUM_THREADS = cores // k unless it is set.
 - Ctrl-C (SIGINT) or SIGTERM: every worker gets SIGINT (each worker runs in its own session, so it gets it once),
   the runner records its run interrupted, and the next start of the sweep resumes it. A second signal kills them.
-- While it runs: `adala-sweep: k/N runs done` each time k changes (the workers' logs are read every
-  `--progress-every` seconds, 30 by default). At the end: `adala-sweep: D/N runs done (...)`, counted the same way; the exit status is 0 if every
-  worker exited 0, the first failing worker's status otherwise (130/143 after SIGINT/SIGTERM).
+- Before starting anything it lists the sweep's runs (sweeps.py: the run directories the workers will use), so bad
+  overrides stop it in one line. While it runs: `adala-sweep: k/N runs done` each time k changes, read from the run
+  store every `--progress-every` seconds (30 by default; records.py, as adala-plan reads it). At the end:
+  `adala-sweep: D/N runs done (...)`; the exit status is 0 if every worker exited 0, the first failing worker's
+  status otherwise (130/143 after SIGINT/SIGTERM).
 
 Testing on a machine without GPUs: `--simulate-gpus N` (or ADALA_SIMULATE_GPUS=N) counts N GPUs: the workers get
 CUDA_VISIBLE_DEVICES as on a real box, but train on CPU (`device=cpu` is appended to their arguments).
@@ -40,7 +42,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from adala_bench.cli import OneLineParser, hydra_string
-from adala_bench.plan import last_line
+from adala_bench.config import ConfigError
+from adala_bench.overrides import override_args, parse, values
+from adala_bench.records import last_line, read_run
+from adala_bench.sweeps import sweep_paths
 
 PROG = "adala-sweep"
 SIMULATE_ENV = "ADALA_SIMULATE_GPUS"
@@ -48,14 +53,6 @@ DEFAULT_LOGS_ROOT = Path("results") / "sweep-logs"
 TRAIN = "adala-train"
 MULTIRUN_FLAGS = ("--multirun", "-m")
 SWEEP_DIR_KEY = "hydra.sweep.dir"
-
-# What the runner (adala_bench/runner.py) and Hydra's basic launcher print, one line each.
-LAUNCHED = re.compile(r"\[HYDRA\] Launching (\d+) jobs? locally")
-STARTED = re.compile(r"^adala-train: (?:starting|resuming) (.+?)(?: at epoch \d+)?$")
-COMPLETED = re.compile(r"^adala-train: (.+) completed: ")
-DIVERGED = re.compile(r"^adala-train: (.+) diverged at epoch \d+, step \d+$")
-ALREADY = re.compile(r"^adala-train: (.+) is already (?:completed|diverged); nothing to do$")
-SKIPPED = re.compile(r"^adala-train: skipping: run directory (.+) is in use by another process")
 
 
 class SweepError(ValueError):
@@ -88,6 +85,7 @@ class Plan:
     simulated: bool
     train_args: list[str]
     logs: Path
+    runs: list[Path] = field(default_factory=list)  # the sweep's run directories (where progress is read)
     cpu_asked: bool = False  # --gpus 0 (rather than no GPU found)
     progress_every: float = 30.0  # seconds between progress lines' log reads
 
@@ -162,17 +160,22 @@ def make_plan(argv: list[str]) -> Plan:
     train_args = list(train_args)
     if not any(arg in MULTIRUN_FLAGS for arg in train_args):
         train_args.insert(0, "--multirun")
-    if gpus and simulate is None:
-        for arg in train_args:
-            key, _, value = arg.partition("=")
-            if key.lstrip("+~") == "device" and any(re.fullmatch(r"cuda:[1-9]\d*", d) for d in value.split(",")):
-                raise SweepError(f"{arg} names a GPU a worker cannot see (each sees its own GPU as cuda:0); "
-                                 "use device=auto or device=cuda")
+    overrides = override_args(train_args)
+    try:
+        parsed = parse(overrides)
+        if gpus and simulate is None:
+            for override in parsed:
+                if override.key_or_group == "device" and any(re.fullmatch(r"cuda:[1-9]\d*", d) for d in values(override)):
+                    raise SweepError(f"{override.input_line} names a GPU a worker cannot see (each sees its own GPU as "
+                                     "cuda:0); use device=auto or device=cuda")
+        runs = sweep_paths(overrides)
+    except ConfigError as error:
+        raise SweepError(str(error)) from None
     if simulate is not None:
         train_args.append("device=cpu")  # the last override wins: simulated GPUs train on CPU
     logs = args.logs if args.logs is not None else new_logs_dir()
     return Plan(visible_gpus(gpus, simulate is not None), args.per_gpu, simulate is not None, train_args, logs,
-                cpu_asked=args.gpus != "all" and gpus == 0, progress_every=args.progress_every)
+                runs=runs, cpu_asked=args.gpus != "all" and gpus == 0, progress_every=args.progress_every)
 
 
 def new_logs_dir() -> Path:
@@ -188,11 +191,13 @@ def worker_args(plan: Plan, worker: int) -> list[str]:
     """The sweep's arguments with this worker's own Hydra sweep folder (workers started in the same second would
     otherwise share outputs/multirun/<time>/ and write into each other's job folders)."""
     args, own = [], None
+    overrides = set(override_args(plan.train_args))
     for arg in plan.train_args:
-        key, sep, value = arg.partition("=")
-        if sep and key.lstrip("+~") == SWEEP_DIR_KEY:
-            own = f"{value.strip(chr(39) + chr(34))}/worker{worker}"
-            continue
+        if arg in overrides:
+            (override,) = parse([arg])
+            if override.key_or_group == SWEEP_DIR_KEY:
+                own = f"{override.value()}/worker{worker}"
+                continue
         args.append(arg)
     folder = own if own is not None else str(plan.logs / f"worker{worker}")
     return [*args, f"{SWEEP_DIR_KEY}={hydra_string(folder)}"]
@@ -218,65 +223,38 @@ class Worker:
 
 @dataclass
 class Tally:
-    """What the workers' logs say about the sweep's runs."""
+    """The sweep's runs as the run store has them: done (completed or diverged) now, and before the sweep began."""
 
-    launched: int = 0  # jobs in the sweep (Hydra's "Launching N jobs")
-    runs: set[str] = field(default_factory=set)  # every run directory named in any log
-    completed: set[str] = field(default_factory=set)
-    diverged: set[str] = field(default_factory=set)
-    already: set[str] = field(default_factory=set)  # found finished (before this sweep, or by another worker)
-    skips: int = 0  # times a worker skipped a run another one held
+    runs: list[Path]
+    done_before: set[Path] = field(default_factory=set)
+    states: dict[Path, str] = field(default_factory=dict)
+
+    @classmethod
+    def start(cls, runs: list[Path]) -> "Tally":
+        tally = cls(runs)
+        tally.read()
+        tally.done_before = tally.done
+        return tally
+
+    def read(self) -> "Tally":
+        self.states = {path: read_run(path).state for path in self.runs}
+        return self
 
     @property
-    def total(self) -> int:
-        return max(self.launched, len(self.runs))
-
-    @property
-    def done(self) -> set[str]:
-        return self.completed | self.diverged | self.already
-
-    def read(self, log: Path) -> None:
-        try:
-            text = log.read_text(errors="replace")
-        except OSError:
-            return
-        for line in text.splitlines():
-            line = line.rstrip()
-            if match := LAUNCHED.search(line):
-                self.launched = max(self.launched, int(match[1]))
-            elif match := STARTED.match(line):
-                self.runs.add(match[1])
-            elif match := COMPLETED.match(line):
-                self.runs.add(match[1])
-                self.completed.add(match[1])
-            elif match := DIVERGED.match(line):
-                self.runs.add(match[1])
-                self.diverged.add(match[1])
-            elif match := ALREADY.match(line):
-                self.runs.add(match[1])
-                self.already.add(match[1])
-            elif match := SKIPPED.match(line):
-                self.runs.add(match[1])
-                self.skips += 1
+    def done(self) -> set[Path]:
+        return {path for path, state in self.states.items() if state in ("completed", "diverged")}
 
     def progress(self) -> str:
-        return f"{PROG}: {len(self.done)}/{self.total} runs done"
+        return f"{PROG}: {len(self.done)}/{len(self.runs)} runs done"
 
     def summary(self) -> str:
-        before = self.already - self.completed - self.diverged
-        done = len(self.done)
-        text = (f"{PROG}: {done}/{self.total} runs done ({len(self.completed)} completed, {len(self.diverged)} diverged"
-                f" in this sweep, {len(before)} finished before it); {self.skips} skip(s) of a run another worker held")
-        if done < self.total:
-            text += f"; {self.total - done} left: start the same sweep again to resume them"
+        new = self.done - self.done_before
+        completed = sum(self.states[path] == "completed" for path in new)
+        text = (f"{self.progress()} ({completed} completed, {len(new) - completed} diverged in this sweep, "
+                f"{len(self.done_before)} finished before it)")
+        if left := len(self.runs) - len(self.done):
+            text += f"; {left} left: start the same sweep again to resume them"
         return text
-
-
-def read_tally(workers: list[Worker]) -> Tally:
-    tally = Tally()
-    for worker in workers:
-        tally.read(worker.log)
-    return tally
 
 
 def exit_status(returncode: int) -> int:
@@ -361,6 +339,7 @@ def run(plan: Plan) -> int:
         print(f"{PROG}: {'--gpus 0' if plan.cpu_asked else 'no GPU found'}: running one worker on CPU"
               + (" (--per-gpu counts workers per GPU)" if plan.per_gpu > 1 else ""), flush=True)
     workers: list[Worker] = []
+    tally = Tally.start(plan.runs)
     with Stopper() as stopper:
         stopper.workers = workers
         for index in range(plan.workers):
@@ -378,12 +357,12 @@ def run(plan: Plan) -> int:
                 live[0].process.wait(timeout=plan.progress_every)
             except subprocess.TimeoutExpired:
                 pass
-            line = read_tally(workers).progress()
+            line = tally.read().progress()
             if line != shown and stopper.signum is None:
                 print(line, flush=True)
                 shown = line
 
-    tally = read_tally(workers)
+    tally.read()
     failed = [worker for worker in workers if worker.process.returncode != 0]
     for worker in failed:
         print(f"{PROG}: worker {worker.index} exited with status {exit_status(worker.process.returncode)} "

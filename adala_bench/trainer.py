@@ -32,7 +32,6 @@ in the param groups while the optimizer steps, so it scales the tentative step t
 
 from __future__ import annotations
 
-import random
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -46,9 +45,8 @@ from torch.utils._pytree import tree_map
 from tqdm import tqdm
 
 from adala_bench import optim
-
-LOOKAHEAD_BATCHES = ("next", "same")
-PRECISIONS = ("fp32", "bf16")
+from adala_bench.seeding import rng_state, set_rng_state
+from adala_bench.settings import OptimizerSpec, Schedule, TrainerSettings
 
 
 @dataclass
@@ -94,59 +92,6 @@ class Task(Protocol):
     def evaluate(self, epoch: int) -> dict[str, float]: ...
 
 
-@dataclass(frozen=True)
-class OptimizerSpec:
-    """Which optimizer a player uses: a registry name and its constructor arguments."""
-
-    name: str
-    hparams: Mapping[str, Any] = field(default_factory=dict)
-    # The epoch it took over: lr decays count only milestones after it (a switched-in optimizer starts at its lr).
-    since_epoch: int = -1
-
-    def build(self, params) -> torch.optim.Optimizer:
-        return optim.build(self.name, params, **dict(self.hparams))
-
-
-@dataclass(frozen=True)
-class TrainerSettings:
-    """How the trainer feeds the optimizers (config group `trainer`, plus the task's clipping).
-
-    The defaults are the paper's protocol in fp32. precision="bf16" (autocast on the training device),
-    channels_last and compile (nn.Module.compile, in place) are `profile=fast`'s speed switches.
-    """
-
-    lookahead_batch: str = "next"
-    clip_grad_norm: float | None = None
-    precision: str = "fp32"
-    channels_last: bool = False
-    compile: bool = False
-
-    def __post_init__(self) -> None:
-        if self.lookahead_batch not in LOOKAHEAD_BATCHES:
-            raise ValueError(f"trainer.lookahead_batch={self.lookahead_batch!r} is not allowed; "
-                             f"allowed: {', '.join(LOOKAHEAD_BATCHES)}")
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"trainer.precision={self.precision!r} is not allowed; allowed: {', '.join(PRECISIONS)}")
-
-    @property
-    def fast(self) -> bool:
-        """Whether any speed switch is on (the run then computes something other than the paper's fp32 protocol)."""
-        return (self.precision, self.channels_last, self.compile) != ("fp32", False, False)
-        if self.clip_grad_norm is not None and not self.clip_grad_norm > 0:
-            raise ValueError(f"clip_grad_norm={self.clip_grad_norm!r} is not allowed; it must be > 0 or null")
-
-
-@dataclass
-class Schedule:
-    """Step decay at the start of epochs: lr = base · gamma^(number of milestones m with since < m ≤ epoch)."""
-
-    milestones: Sequence[int] = ()
-    gamma: float = 0.1
-
-    def factor(self, epoch: int, since: int = -1) -> float:
-        return self.gamma ** sum(since < m <= epoch for m in self.milestones)
-
-
 @dataclass
 class Progress:
     """Everything about the run's position that a checkpoint must carry besides models and optimizers."""
@@ -165,39 +110,9 @@ class Diverged(Exception):
         self.epoch, self.step = epoch, step
 
 
-def rng_state() -> dict[str, Any]:
-    state = {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": np.random.get_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
 def detach(carry: Any) -> Any:
     """Truncated BPTT: the carried state keeps its values and drops its graph."""
     return tree_map(lambda value: value.detach() if isinstance(value, Tensor) else value, carry)
-
-
-def upgrade_checkpoint(state: dict[str, Any]) -> dict[str, Any]:
-    """A checkpoint written before the trainer served several players (one model, one optimizer), in today's
-    layout (its optimizer is the configured one), so runs interrupted under the earlier version resume."""
-    if "models" in state:
-        return state
-    return {**state, "models": {"model": state["model"]}, "base_lrs": {"model": state["base_lrs"]},
-            "optimizers": {"model": {"spec": None, "state": state["optimizer"]}}}
 
 
 class Trainer:
@@ -244,11 +159,10 @@ class Trainer:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> Progress:
-        state = upgrade_checkpoint(state)
         for name, player in self.task.players.items():
             player.module.load_state_dict(state["models"][name])
         for name, saved in state["optimizers"].items():
-            spec = OptimizerSpec(**saved["spec"]) if saved["spec"] else self.specs[name]
+            spec = OptimizerSpec(**saved["spec"])
             if spec != self.specs[name]:  # switched mid-run (PTB's ASGD): rebuild what the checkpoint ran
                 self._install(name, spec)
             self.optimizers[name].load_state_dict(saved["state"])
@@ -285,7 +199,7 @@ class Trainer:
         evals = dict.fromkeys(self.optimizers, 0)
         started = time.perf_counter()
         # A bar within the epoch for a person at a terminal; nothing in logs and sweeps. It reads no tensor: no sync.
-        bar = tqdm(total=len(batches), desc=f"epoch {epoch + 1}/{self.epochs}", unit="batch", leave=False,
+        bar = tqdm(total=len(batches), desc=f"epoch {epoch} ({epoch + 1}/{self.epochs})", unit="batch", leave=False,
                    file=sys.stdout, disable=not sys.stdout.isatty())
         for index in range(len(batches)):
             bar.update()

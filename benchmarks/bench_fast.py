@@ -14,22 +14,17 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from conftest import compose_config  # noqa: E402
-
-from adala_bench.runner import optimizer_spec, trainer_settings  # noqa: E402
-from adala_bench.tasks import build_task  # noqa: E402
-from adala_bench.trainer import Progress, Schedule, Trainer  # noqa: E402
+from adala_bench.config import RunConfig, compose
+from adala_bench.runner import build_trainer
+from adala_bench.trainer import Progress
 
 
 def steps_per_second(profile: str, root: Path) -> float:
     overrides = ["task=cifar10_resnet34", "optimizer=adala", "batch_size=32", "device=cpu", "data.source=synthetic",
                  "data.synthetic.n_train=256", "data.synthetic.n_test=128", "task.width=0.125", f"data.root={root}"]
-    cfg = compose_config(f"profile={profile}", *overrides)
+    run = RunConfig.of(compose(f"profile={profile}", "epochs=2", *overrides))
     torch.manual_seed(0)
-    task = build_task(cfg, torch.device("cpu"))
-    trainer = Trainer(task, {"model": optimizer_spec(cfg)}, epochs=2, schedule=Schedule(), device=torch.device("cpu"),
-                      settings=trainer_settings(cfg))
+    trainer = build_trainer(run, torch.device("cpu"))
     trainer.train_epoch(Progress())  # warm-up: compilation, allocator
     progress = Progress(epoch=1)
     trainer.train_epoch(progress)

@@ -16,19 +16,12 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from conftest import compose_config  # noqa: E402
-
-from adala_bench.metrics.fid import InceptionFeatures, write_random_inception_weights  # noqa: E402
-from adala_bench.runner import optimizer_spec, trainer_settings  # noqa: E402
-from adala_bench.tasks import build_task  # noqa: E402
-from adala_bench.trainer import Progress, Schedule, Trainer  # noqa: E402
+from adala_bench.config import RunConfig, compose
+from adala_bench.metrics.fid import InceptionFeatures, write_random_inception_weights
+from adala_bench.runner import build_trainer
+from adala_bench.trainer import Progress
 
 BATCH, REPEATS = 32, 2
-# scripts/demo.sh's GAN settings.
-CURVE_SAMPLES = 32
-DEMO_FID = ["++task.fid.dims=64", "++task.fid.every=1", f"++task.fid.curve_samples={CURVE_SAMPLES}",
-            "++task.fid.final_samples=64", "++task.fid.real_images=256"]
 
 
 def inception_images_per_second() -> float:
@@ -40,17 +33,15 @@ def inception_images_per_second() -> float:
 
 
 def gan_epoch_seconds(task: str, optimizer: str, root: Path) -> tuple[float, float, int]:
-    """(training seconds, FID seconds, generator + critic steps) of the first epoch at the demo's settings."""
-    cfg = compose_config("profile=smoke", f"task={task}", f"optimizer={optimizer}", "epochs=4",
-                         "task.schedule.milestones=[]", f"data.root={root}", *DEMO_FID)
+    """(training seconds, FID seconds, generator + critic steps) of the first epoch at the demo's settings (the
+    smoke profile's GAN: its curve FID every epoch)."""
+    run = RunConfig.of(compose("profile=smoke", f"task={task}", f"optimizer={optimizer}", "epochs=4",
+                               f"data.root={root}"))
     torch.manual_seed(0)
-    device = torch.device("cpu")
-    built = build_task(cfg, device)
-    trainer = Trainer(built, {player: optimizer_spec(cfg) for player in built.players}, epochs=cfg.epochs,
-                      schedule=Schedule(), device=device, settings=trainer_settings(cfg))
+    trainer = build_trainer(run, torch.device("cpu"))
     progress = Progress()
     trainer.train_epoch(progress)
-    fid_s = _seconds(lambda: built.evaluate(0))
+    fid_s = _seconds(lambda: trainer.task.evaluate(0))
     return progress.wall_s, fid_s, progress.step
 
 

@@ -27,8 +27,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from adala_bench.plan import compose_cells, main, render, survey
-from adala_bench.store import METRICS_FILE, STATUS_FILE, RunDir, layout_path
+from adala_bench.plan import main, render, survey
+from adala_bench.sweeps import sweep_cells
+from adala_bench.store import METRICS_FILE, STATUS_FILE, RunDir
 
 REPO = Path(__file__).resolve().parents[1]
 STATES = (("completed", 0.40), ("diverged", 0.02), ("running", 0.01), ("killed", 0.04), ("failed", 0.04))
@@ -37,11 +38,10 @@ STATES = (("completed", 0.40), ("diverged", 0.02), ("running", 0.01), ("killed",
 def write_tree(root: Path, n_seeds: int, rng: random.Random) -> tuple[list[Path], list[RunDir], dict[str, int]]:
     """Every run directory of Table 2 × n_seeds (written with plain writes, in the store's format: fsync-ing
     atomic writes for a thousand runs would only slow the set-up). Returns the paths, the held locks, the counts."""
-    cells, _ = compose_cells("table2", [], list(range(n_seeds)), str(root))
+    cells = sweep_cells(overrides(root, n_seeds))
     paths, held, counts = [], [], {}
     for cell in cells:
-        for seed in cell.seeds:
-            path = layout_path(root, cell.task, cell.optimizer, cell.tag, seed)
+        for path in cell.paths:
             paths.append(path)
             draw, state = rng.random(), "not started"
             for name, share in STATES:
@@ -73,6 +73,10 @@ def write_tree(root: Path, n_seeds: int, rng: random.Random) -> tuple[list[Path]
     return paths, held, counts
 
 
+def overrides(root: Path, n_seeds: int) -> list[str]:
+    return ["+experiment=table2", f"seed=range(0,{n_seeds})", f"results.root={root}"]
+
+
 def best_of(repeat: int, fn) -> float:
     times = []
     for _ in range(repeat):
@@ -96,7 +100,7 @@ def main_bench() -> None:
         paths, held, counts = write_tree(root, args.seeds, random.Random(0))
         print(f"tree: {len(paths)} runs ({', '.join(f'{n} {s}' for s, n in sorted(counts.items()))}) under {root}, "
               f"written in {time.perf_counter() - started:.1f} s (not timed)")
-        argv = ["table2", "--seeds", f"0-{args.seeds - 1}", "--runs", str(root)]
+        argv = overrides(root, args.seeds)
 
         def plan(extra=()):
             out = io.StringIO()
@@ -124,9 +128,8 @@ def main_bench() -> None:
         t_plan = best_of(args.repeat, plan)
         t_summary = best_of(args.repeat, lambda: plan(["--summary"]))
         cells = []
-        t_compose = best_of(args.repeat, lambda: cells.__setitem__(slice(None), compose_cells(
-            "table2", [], list(range(args.seeds)), str(root))[0]))
-        t_read = best_of(args.repeat, lambda: (survey(cells, root), render("table2", cells, root, False)))
+        t_compose = best_of(args.repeat, lambda: cells.__setitem__(slice(None), sweep_cells(argv)))
+        t_read = best_of(args.repeat, lambda: render(argv, survey(cells), False))
         t_base = best_of(args.repeat, statuses)
         started = time.perf_counter()
         done = subprocess.run([str(REPO / ".venv" / "bin" / "adala-plan"), *argv, "--summary"], capture_output=True,

@@ -85,7 +85,7 @@ def baseline_load(root: Path) -> pd.DataFrame:
         config = yaml.safe_load(Path(run.path, CONFIG).read_text())
         status = json.loads(Path(run.path, STATUS).read_text())
         info.append((i, run.task, config["task"]["family"], config["task"]["model"], run.optimizer, run.hparams,
-                     run.seed, status["state"], status["reason"], run.path))
+                     config.get("profile", "paper"), run.seed, status["state"], status["reason"], run.path))
         with open(os.path.join(run.path, METRICS)) as f:
             for line in f:
                 records.append(json.loads(line))

@@ -21,20 +21,18 @@ from pathlib import Path
 
 import torch
 
+from adala_bench import optim
+from adala_bench.catalog import TASKS
+from adala_bench.config import RunConfig, compose
+from adala_bench.runner import build_trainer, train_one
+from adala_bench.seeding import seed_everything
+from adala_bench.store import RunDir
+from adala_bench.trainer import Progress
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
-from conftest import compose_config  # noqa: E402
-
-from adala_bench import optim  # noqa: E402
-from adala_bench.catalog import BUILT_TASKS, TASKS  # noqa: E402
-from adala_bench.runner import optimizer_spec, train_one, trainer_settings  # noqa: E402
-from adala_bench.store import RunDir, run_path  # noqa: E402
-from adala_bench.tasks import build_task  # noqa: E402
-from adala_bench.trainer import Progress, Schedule, Trainer, seed_everything  # noqa: E402
-
 # One model per family is enough for PTB (the deepest) and the GANs (the penalised one, the costlier step).
-CHECKED = [t for t in ("cifar10_vgg11", "cifar10_resnet34", "cifar10_densenet121", "ptb_lstm3", "gan_wgan_gp")
-           if t in BUILT_TASKS]
+CHECKED = ("cifar10_vgg11", "cifar10_resnet34", "cifar10_densenet121", "ptb_lstm3", "gan_wgan_gp")
+PROFILES = ("paper", "fast")
 REAL_SIZES = ["data.synthetic.n_train=50000", "data.synthetic.n_test=10000", "task.synthetic.n_train=929589",
               "task.synthetic.n_valid=73760", "task.synthetic.n_test=82430", "task.synthetic.vocab_size=10000"]
 TINY_SIZES = ["data.synthetic.n_train=256", "data.synthetic.n_test=128", "task.width=0.125", "batch_size=32"]
@@ -45,23 +43,23 @@ def size_overrides(task: str, tiny: bool) -> list[str]:
     sizes = TINY_SIZES if tiny else REAL_SIZES
     keep = {"cifar10": "data.", "gan": "data.", "ptb": "task.synthetic"}[family]
     chosen = [o for o in sizes if o.startswith(keep) or o.startswith(("task.width", "batch_size"))]
-    if family == "gan":  # a cheap FID path: random Inception weights, few samples
-        chosen += ["task.fid.dims=64" if tiny else "task.fid.dims=2048", "task.fid.final_samples=512",
-                   "task.fid.real_images=1024"]
+    if family == "gan":  # a cheap FID path: random Inception weights, few samples (tiny: against all 256 images)
+        chosen += ["task.fid.dims=64", "task.fid.final_samples=64"] if tiny else \
+            ["task.fid.dims=2048", "task.fid.final_samples=512", "task.fid.real_images=1024"]
     return chosen
 
 
 def one_epoch(task: str, profile: str, device: str, root: Path, tiny: bool) -> str:
-    cfg = compose_config(f"task={task}", "optimizer=adala", f"profile={profile}", "epochs=1", f"device={device}",
-                         "data.source=synthetic", f"data.root={root}", *size_overrides(task, tiny))
+    run = RunConfig.of(compose(f"task={task}", "optimizer=adala", f"profile={profile}", "epochs=2",
+                               f"device={device}", "data.source=synthetic", f"data.root={root}",
+                               *size_overrides(task, tiny)))
     seed_everything(0)
     dev = torch.device(device)
     if dev.type == "cuda":
         torch.backends.cudnn.benchmark = True
-        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = trainer_settings(cfg).fast
-    built = build_task(cfg, dev)
-    trainer = Trainer(built, {p: optimizer_spec(cfg) for p in built.players}, epochs=2, schedule=Schedule(),
-                      device=dev, settings=trainer_settings(cfg))
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = run.trainer.fast
+    trainer = build_trainer(run, dev)
+    built = trainer.task
     started = time.perf_counter()
     progress = Progress()
     trainer.train_epoch(progress)
@@ -84,8 +82,8 @@ def resume_equality(device: str, root: Path) -> str:
     from adala_bench import trainer as trainer_module
 
     def run(results: Path, interrupt: bool) -> str:
-        cfg = compose_config("profile=smoke", "task=cifar10_resnet34", "optimizer=adala", f"device={device}",
-                             f"data.root={root}", f"results.root={results}")
+        cfg = compose("profile=smoke", "task=cifar10_resnet34", "optimizer=adala", f"device={device}",
+                      f"data.root={root}", f"results.root={results}")
         original = trainer_module.Trainer.train_epoch
         if interrupt:
             def stop_at_1(self, progress):
@@ -99,10 +97,8 @@ def resume_equality(device: str, root: Path) -> str:
                 pass
             finally:
                 trainer_module.Trainer.train_epoch = original
-            cfg = compose_config("profile=smoke", "task=cifar10_resnet34", "optimizer=adala", f"device={device}",
-                                 f"data.root={root}", f"results.root={results}")
         train_one(cfg)
-        checkpoint = RunDir(run_path(cfg)).load_checkpoint()
+        checkpoint = RunDir(RunConfig.of(cfg).path).load_checkpoint()
         digest = hashlib.sha256()
         for tensor in checkpoint["models"]["model"].values():
             digest.update(tensor.cpu().numpy().tobytes())
@@ -141,7 +137,13 @@ def main() -> None:
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--tiny", action="store_true", help="smoke sizes (to check the script itself)")
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "reference" / "gpu_timings.md")
+    parser.add_argument("--tasks", default=",".join(CHECKED), help="comma-separated tasks to time (default: %(default)s)")
+    parser.add_argument("--profiles", default=",".join(PROFILES), help="comma-separated (default: %(default)s)")
     args = parser.parse_args()
+    tasks, profiles = args.tasks.split(","), args.profiles.split(",")
+    for name, allowed in (*((task, TASKS) for task in tasks), *((profile, PROFILES) for profile in profiles)):
+        if name not in allowed:
+            sys.exit(f"gpu_check: error: {name!r} is not allowed; allowed: {', '.join(allowed)}")
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         sys.exit("gpu_check: error: no CUDA device here; use --device cpu --tiny to check the script")
     with tempfile.TemporaryDirectory() as tmp:
@@ -150,8 +152,8 @@ def main() -> None:
         from adala_bench.metrics.fid import write_random_inception_weights
         write_random_inception_weights(root / "torch_home")
         lines = ["| task | profile | train s (epoch, no eval; `fast`: the 2nd epoch) | first epoch s, incl. eval and compile | throughput |", "|---|---|---:|---:|---:|"]
-        for task in CHECKED:
-            for profile in ("paper", "fast"):
+        for task in tasks:
+            for profile in profiles:
                 lines.append(one_epoch(task, profile, args.device, root / "data", args.tiny))
                 print(lines[-1], flush=True)
         checks = [resume_equality(args.device, root / "resume"), foreach_against_per_tensor(args.device)]

@@ -29,8 +29,8 @@ TASKS = ("cifar10_vgg11", "cifar10_resnet34", "cifar10_densenet121", "ptb_lstm1"
 OPTIMIZERS = ("fromage", "adamw", "radam", "msvag", "adam", "yogi", "adabound", "sgd", "adabelief", "adala")
 # The smoke GAN's FID sized for CPU and its constant lr: what profile=smoke gives a GAN since the redesign
 # (before it, these had to be given on the command line).
-SMOKE_GAN = ["task.fid.dims=64", "task.fid.every=1", "task.fid.curve_samples=32", "task.fid.final_samples=64",
-             "task.schedule.milestones=[]"]
+SMOKE_GAN = ["task.fid.dims=64", "task.fid.every=1", "task.fid.curve_samples=16", "task.fid.final_samples=32",
+             "task.fid.real_images=64", "task.schedule.milestones=[]"]
 RUNS = {
     "vgg11_adala_next": ["task=cifar10_vgg11", "optimizer=adala"],
     "resnet34_adala_same": ["task=cifar10_resnet34", "optimizer=adala", "trainer.lookahead_batch=same"],
@@ -93,34 +93,27 @@ def tensor_digest(tree) -> str:
 # -- the two calls into the package (the only lines to adapt when its API moves) ----------------------------------
 def run_dir(root: Path, *overrides: str) -> Path:
     """The run directory adala-train would use for these overrides, relative to the results root."""
-    from adala_bench.runner import apply_aliases
-    from adala_bench.store import run_path
+    from adala_bench.config import RunConfig, compose
 
-    sys.path.insert(0, str(ROOT / "tests"))
-    from conftest import compose_config
-
-    cfg = compose_config(f"results.root={root}", *overrides)
-    apply_aliases(cfg)
-    return run_path(cfg).relative_to(root)
+    return RunConfig.of(compose(f"results.root={root}", *overrides)).path.relative_to(root)
 
 
-def train(root: Path, *overrides: str) -> tuple[Path, list[dict], dict]:
+def train(root: Path, *overrides: str, data: Path | None = None) -> tuple[Path, list[dict], dict]:
     """Train one run in-process; (run directory relative to the results root, metrics rows, checkpoint)."""
+    from adala_bench.config import RunConfig, compose
     from adala_bench.runner import train_one
-    from adala_bench.store import RunDir, run_path
+    from adala_bench.store import RunDir
 
-    sys.path.insert(0, str(ROOT / "tests"))
-    from conftest import compose_config
-
-    cfg = compose_config(f"results.root={root / 'runs'}", f"data.root={root / 'data'}", *overrides)
+    cfg = compose(f"results.root={root / 'runs'}", f"data.root={data or root / 'data'}", *overrides)
     assert train_one(cfg) == "completed"
-    run = RunDir(run_path(cfg))
+    run = RunDir(RunConfig.of(cfg).path)
     return run.path.relative_to(root / "runs"), run.read_metrics(), run.load_checkpoint()
 
 
 # -- recording ----------------------------------------------------------------------------------------------------
-def record_run(root: Path, overrides: list[str]) -> dict:
-    path, metrics, checkpoint = train(root, "profile=smoke", *overrides)
+def record_run(root: Path, overrides: list[str], data: Path | None = None) -> dict:
+    """One smoke run's record; `data`: a data root to share (its synthetic sets and FID statistics are reused)."""
+    path, metrics, checkpoint = train(root, "profile=smoke", *overrides, data=data)
     return {
         "overrides": overrides,
         "run_dir": str(path),
@@ -144,7 +137,6 @@ def record_run_dirs(root: Path) -> dict[str, str]:
 
 def main() -> None:
     torch.set_num_threads(1)
-    sys.path.insert(0, str(ROOT / "tests"))
     reference = json.loads(REFERENCE.read_text()) if REFERENCE.exists() else {"run_dirs": {}, "platforms": {}}
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)

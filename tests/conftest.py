@@ -1,54 +1,25 @@
-"""Shared fixtures: configs composed exactly as `adala-train` composes them, on small synthetic data."""
+"""Shared fixtures (helpers are in helpers.py): small synthetic data, smoke configs, an offline network, a
+random-weights Inception network. Tests are in two layers: unit/ (functions and modules, seconds; `make test-quick`)
+and e2e/ (the console scripts, sweeps, whole runs and the behaviour pinned to recorded runs)."""
 
 from __future__ import annotations
 
 import os
+import sys
 import urllib.error
 from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 
-from adala_bench.runner import CONF_DIR
-
-REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # helpers.py, from unit/ and e2e/ alike
+from helpers import compose  # noqa: E402
 
 # One intra-op thread for every test: the tiny networks and tensors gain nothing from more, and on a busy 2-core
-# machine OpenMP threads that wait on each other make them many times slower. Subprocesses (the CLI tests) inherit the setting.
+# machine OpenMP threads that wait on each other make them many times slower. Subprocesses (the CLI tests) inherit
+# the setting.
 torch.set_num_threads(1)
 os.environ["OMP_NUM_THREADS"] = "1"
-
-
-def compose_config(*overrides: str, return_hydra_config: bool = False):
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return compose("config", overrides=list(overrides), return_hydra_config=return_hydra_config)
-
-
-def final_state(trainer, progress):
-    """The trainer's checkpoint state without what legitimately differs between two equal runs (wall times, RNG)."""
-    state = trainer.state_dict(progress)
-    state["progress"].pop("wall_s")
-    for row in state["progress"]["metrics"]:
-        row.pop("wall_s")
-    state.pop("rng")
-    return state
-
-
-def assert_same(a, b, where=""):
-    """Nested dicts/lists of tensors and values are equal, bit for bit; `where` names the first difference."""
-    if isinstance(a, torch.Tensor):
-        assert torch.equal(a, b), where
-    elif isinstance(a, dict):
-        assert a.keys() == b.keys(), where
-        for key in a:
-            assert_same(a[key], b[key], f"{where}/{key}")
-    elif isinstance(a, (list, tuple)):
-        assert len(a) == len(b), where
-        for i, (x, y) in enumerate(zip(a, b)):
-            assert_same(x, y, f"{where}/{i}")
-    else:
-        assert a == b, where
 
 
 @pytest.fixture(scope="session")
@@ -66,9 +37,8 @@ def smoke(data_root, tmp_path):
     """compose(...) for a smoke-profile run whose results go to this test's tmp_path."""
 
     def make(*overrides: str, results: Path | None = None):
-        return compose_config(
-            "profile=smoke", f"data.root={data_root}", f"results.root={results or tmp_path / 'runs'}", *overrides
-        )
+        return compose("profile=smoke", f"data.root={data_root}", f"results.root={results or tmp_path / 'runs'}",
+                       *overrides)
 
     return make
 

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from adala_bench.data import batch_span
+from adala_bench.seeding import epoch_seed
 
 # The reference's Normalize constants (AdaBelief's classification_cifar10/main.py).
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
@@ -116,8 +117,3 @@ class EpochBatches(Sequence):
         if self.flips is not None:
             images = random_crop_flip(images, self.offsets_y[span], self.offsets_x[span], self.flips[span])
         return normalize(images, self.source.mean, self.source.std), self.source.labels.index_select(0, chosen)
-
-
-def epoch_seed(seed: int, epoch: int) -> int:
-    """A well-mixed 63-bit generator seed from (seed, epoch), so neighbouring seeds or epochs do not correlate."""
-    return int(np.random.SeedSequence((seed, epoch)).generate_state(1, dtype=np.uint64)[0] >> 1)

@@ -80,6 +80,14 @@ def load_cifar10(root: str | os.PathLike, source: str = "real") -> Cifar10Arrays
     return Cifar10Arrays(train_images, train_labels, test_images, test_labels, _read_label_names(directory))
 
 
+def cifar10_arrays(root: str | os.PathLike, source: str, n_train: int, n_test: int) -> Cifar10Arrays:
+    """The dataset a run asked for (classification and the GANs alike): the real one, or the synthetic one
+    (written once with these sizes) when the run chose it, never as a fallback."""
+    if source == "synthetic":
+        ensure_synthetic_cifar10(root, n_train=n_train, n_test=n_test)
+    return load_cifar10(root, source=source)
+
+
 def verify_cifar10(root: str | os.PathLike, source: str = "real") -> Path:
     """Check that every file of the dataset exists and has its expected MD5; return the dataset directory.
 

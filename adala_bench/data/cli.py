@@ -5,6 +5,7 @@
     adala-data ptb --root DIR                           download Mikolov's PTB (simple-examples.tgz) and verify it
     adala-data synthetic-ptb --root DIR [--n-train N --n-valid N --n-test N --vocab-size V --seed S]
     adala-data verify cifar10|ptb --root DIR [--source real|synthetic]
+    adala-data inception [--random] [--torch-home DIR]  pytorch-fid's Inception weights where pytorch-fid looks
 
 Each prints the dataset directory (verify adds what it found). Errors are one line on stderr, `adala-data: error: ...`, with exit code 2.
 """
@@ -61,6 +62,17 @@ def _build_parser() -> argparse.ArgumentParser:
     check_ptb.add_argument("--root", required=True)
     check_ptb.add_argument("--source", choices=SOURCES, default="real")
     check_ptb.set_defaults(run=_verify_ptb)
+
+    inception = commands.add_parser(
+        "inception", help="put pytorch-fid's Inception weights where pytorch-fid looks ($TORCH_HOME/hub/checkpoints/): "
+                          "downloaded, or with --random a random-weights file of the same architecture, offline, "
+                          "whose FIDs every table and figure flags as not real")
+    inception.add_argument("--random", action="store_true",
+                           help="write random weights (offline; for trying the GAN path, never for real FIDs)")
+    inception.add_argument("--torch-home", default=None, metavar="DIR",
+                           help="the TORCH_HOME to put them in (default: $TORCH_HOME, else torch's own default); "
+                                "runs must see the same TORCH_HOME")
+    inception.set_defaults(run=_inception)
     return parser
 
 
@@ -91,6 +103,23 @@ def _verify_ptb(args: argparse.Namespace) -> str:
     corpus = ptb.load_ptb(args.root, source=args.source)  # checks MD5s, then that valid and test fit the vocabulary
     return (f"{ptb.dataset_dir(args.root, args.source)}: ok, {len(corpus.train)} train, {len(corpus.valid)} valid "
             f"and {len(corpus.test)} test tokens, {len(corpus.vocab)} words")
+
+
+def _inception(args: argparse.Namespace) -> str:
+    import os
+
+    from adala_bench.metrics import fid
+
+    if args.torch_home is not None:
+        os.environ["TORCH_HOME"] = args.torch_home  # where torch.hub, and so pytorch-fid, looks
+    path = fid.inception_weights_file()
+    if not args.random:
+        return f"{fid.ensure_inception_weights()}: {fid.weights_label()}"
+    if path.is_file() and fid.weights_are_real(path):
+        raise ValueError(f"{path} holds pytorch-fid's real weights; not replacing them with random ones")
+    fid.write_random_inception_weights(path.parents[2])
+    return (f"{path}: {fid.weights_label(path)} (random Inception weights for trying the GAN tasks offline; "
+            f"runs see them with TORCH_HOME={path.parents[2]})")
 
 
 def main(argv: list[str] | None = None) -> int:

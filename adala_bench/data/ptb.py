@@ -80,6 +80,16 @@ def load_ptb(root: str | os.PathLike, source: str = "real") -> PtbCorpus:
     return PtbCorpus(train, valid, test, tuple(vocab))
 
 
+def ptb_corpus(root: str | os.PathLike, source: str, n_train: int, n_valid: int, n_test: int,
+               vocab_size: int) -> PtbCorpus:
+    """The corpus a run asked for: the real one, or the synthetic one (written once with these sizes) when the run
+    chose it, never as a fallback."""
+    if source == "synthetic":
+        ensure_synthetic_ptb(root, n_train_tokens=n_train, n_valid_tokens=n_valid, n_test_tokens=n_test,
+                             vocab_size=vocab_size)
+    return load_ptb(root, source=source)
+
+
 def verify_ptb(root: str | os.PathLike, source: str = "real") -> Path:
     """Check that the three files exist and have their expected MD5; return the dataset directory.
 

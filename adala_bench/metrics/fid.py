@@ -15,7 +15,6 @@ import hashlib
 import os
 import pickle
 import re
-import tempfile
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -25,6 +24,8 @@ from pytorch_fid import inception as fid_inception
 from pytorch_fid.inception import FID_WEIGHTS_URL, InceptionV3
 from torch import nn
 from torch.nn.functional import adaptive_avg_pool2d
+
+from adala_bench.files import atomic_write
 
 WEIGHTS_FILE = os.path.basename(FID_WEIGHTS_URL)  # pt_inception-2015-12-05-6726825d.pth
 # torch hub names files `<name>-<first hex digits of the sha256>.<ext>`, so the real file's sha256 starts with this.
@@ -65,7 +66,9 @@ def ensure_inception_weights() -> Path:
         reason = " ".join(str(getattr(error, "reason", error)).split())
         _failed_downloads[path] = FIDError(
             f"Inception weights {WEIGHTS_FILE} are not in {path.parent} and the download failed "
-            f"({type(error).__name__}: {reason}); download {FID_WEIGHTS_URL} by hand and put it in {path.parent}")
+            f"({type(error).__name__}: {reason}); download {FID_WEIGHTS_URL} by hand and put it in {path.parent}, "
+            f"or to try the GAN tasks offline write random weights with `adala-data inception --random` "
+            f"(their FIDs are flagged as not real)")
         raise _failed_downloads[path] from error
     if not path.is_file():
         raise FIDError(f"the download of {FID_WEIGHTS_URL} did not leave {WEIGHTS_FILE} in {path.parent}; "
@@ -119,7 +122,7 @@ def write_random_inception_weights(torch_home: str | os.PathLike, seed: int = 0)
                 nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
     path = Path(torch_home).expanduser() / "hub" / "checkpoints" / WEIGHTS_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write(path, lambda file: torch.save(model.state_dict(), file))
+    atomic_write(path, lambda file: torch.save(model.state_dict(), file))
     return path
 
 
@@ -282,7 +285,7 @@ class RealStatisticsCache:
         mu, sigma = (np.asarray(array, dtype=np.float64) for array in compute())
         _check_shapes(mu, sigma, dims, f"compute() for {path.name}")
         self.directory.mkdir(parents=True, exist_ok=True)
-        _atomic_write(path, lambda file: np.savez(file, mu=mu, sigma=sigma, **{k: np.str_(v) for k, v in key.items()}))
+        atomic_write(path, lambda file: np.savez(file, mu=mu, sigma=sigma, **{k: np.str_(v) for k, v in key.items()}))
         return mu, sigma
 
     @staticmethod
@@ -313,16 +316,3 @@ def _short(value: str) -> str:
     if len(value) <= 24 and "\n" not in value:
         return repr(value)
     return f"<sha256 {hashlib.sha256(value.encode()).hexdigest()[:12]}>"
-
-
-def _atomic_write(path: Path, write: Callable) -> None:
-    """Write through a temporary file beside `path` and rename it into place, so readers never see half a file."""
-    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}-", suffix=".tmp", delete=False) as file:
-        try:
-            write(file)
-            file.flush()
-            os.fsync(file.fileno())
-        except BaseException:
-            os.unlink(file.name)
-            raise
-    os.replace(file.name, path)

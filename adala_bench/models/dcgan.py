@@ -10,9 +10,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from adala_bench.settings import CRITIC_KINDS
+
 LATENT = 100
 CHANNELS = 3
-CRITIC_KINDS = ("wgan", "wgan_gp")
 
 
 class Generator(nn.Module):

@@ -3,6 +3,7 @@
 from .adala import AdaLA
 from .fromage import Fromage
 from .msvag import MSVAG
+from .common import HparamError
 from .registry import OPTIMIZER_NAMES, build, needs_closure
 
-__all__ = ["AdaLA", "Fromage", "MSVAG", "OPTIMIZER_NAMES", "build", "needs_closure"]
+__all__ = ["AdaLA", "Fromage", "HparamError", "MSVAG", "OPTIMIZER_NAMES", "build", "needs_closure"]

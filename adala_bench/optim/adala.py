@@ -214,6 +214,8 @@ class AdaLA(Optimizer):
             return loss
 
         batches = [b for group in self.param_groups for b in self._batches(group)]
+        if not batches:  # no parameter has a gradient: a no-op, as torch.optim's steps are (and no look-ahead)
+            return None
         for b in batches:
             _decay_and_average(b)
             _tentative_step(b)

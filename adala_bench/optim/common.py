@@ -1,5 +1,5 @@
-"""What the optimizers of this package share: torch.optim's argument checks, and the bucketing of tensors that
-share every scalar of an update (so each bucket is one foreach call)."""
+"""What the optimizers of this package share: typed argument checks (torch.optim's ranges), and the bucketing of
+tensors that share every scalar of an update (so each bucket is one foreach call)."""
 
 from __future__ import annotations
 
@@ -9,22 +9,55 @@ from torch import Tensor
 from torch.optim import Optimizer
 
 
+class HparamError(ValueError):
+    """A hyperparameter of the wrong type or out of range; the message starts with its name: `lr='abc' is not ...`."""
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def check_hparams(*, lr: float | None = None, betas: Iterable[float] | None = None,
                   eps: float | None = None, weight_decay: float | None = None) -> None:
-    """Raise ValueError naming the first value outside torch.optim's ranges (None: not checked)."""
-    if lr is not None and not lr >= 0:
-        raise ValueError(f"invalid lr {lr!r}: must be >= 0")
+    """Raise HparamError naming the first value of the wrong type or outside torch.optim's ranges (None: not
+    checked)."""
+    for name, value in (("lr", lr), ("eps", eps), ("weight_decay", weight_decay)):
+        if value is not None and not (_number(value) and value >= 0):
+            raise HparamError(f"{name}={value!r} is not allowed; it must be a number >= 0")
     if betas is not None:
-        betas = tuple(betas)
-        if len(betas) != 2:
-            raise ValueError(f"invalid betas {betas!r}: must be a pair (beta1, beta2)")
-        for index, beta in enumerate(betas):
-            if not 0.0 <= beta < 1.0:
-                raise ValueError(f"invalid betas[{index}] {beta!r}: must be in [0, 1)")
-    if eps is not None and not eps >= 0:
-        raise ValueError(f"invalid eps {eps!r}: must be >= 0")
-    if weight_decay is not None and not weight_decay >= 0:
-        raise ValueError(f"invalid weight_decay {weight_decay!r}: must be >= 0")
+        if isinstance(betas, (str, bytes)) or not isinstance(betas, Iterable) or len(tuple(betas)) != 2:
+            raise HparamError(f"betas={betas!r} is not allowed; it must be a pair [beta1, beta2]")
+        for index, beta in enumerate(tuple(betas)):
+            if not (_number(beta) and 0.0 <= beta < 1.0):
+                raise HparamError(f"betas[{index}]={beta!r} is not allowed; it must be a number in [0, 1)")
+
+
+# The type of every hyperparameter the registry's optimizers take (ranges: check_hparams and the classes' own).
+HPARAM_TYPES = {
+    **dict.fromkeys(("lr", "eps", "weight_decay", "momentum", "dampening", "final_lr", "gamma", "initial_accumulator",
+                     "lambd", "alpha", "t0"), "number"),
+    **dict.fromkeys(("nesterov", "amsgrad", "amsbound", "weight_decouple"), "bool"),
+    "foreach": "bool or null",
+    "residual": "string",
+    "betas": "pair",
+}
+_TYPE_CHECKS = {
+    "number": _number,
+    "bool": lambda value: isinstance(value, bool),
+    "bool or null": lambda value: value is None or isinstance(value, bool),
+    "string": lambda value: isinstance(value, str),
+    "pair": lambda value: isinstance(value, (list, tuple)) and len(value) == 2 and all(map(_number, value)),
+}
+_WANT = {"number": "a number", "bool": "true or false", "bool or null": "true, false or null", "string": "a string",
+         "pair": "a pair of numbers [beta1, beta2]"}
+
+
+def check_types(hparams: dict) -> None:
+    """HparamError for the first hyperparameter whose value is not of its type (HPARAM_TYPES)."""
+    for name, value in hparams.items():
+        kind = HPARAM_TYPES.get(name)
+        if kind is not None and not _TYPE_CHECKS[kind](value):
+            raise HparamError(f"{name}={value!r} is not allowed; it must be {_WANT[kind]}")
 
 
 def params_with_grad(group: dict, optimizer_name: str) -> list[Tensor]:
@@ -39,6 +72,8 @@ def group_tensors(tensorlists: list[list[Tensor]], steps: Sequence[int] | None =
     """Split parallel lists of tensors into buckets of one device and dtype, with torch's own helper (as
     torch.optim.Adam does), and of one step count where the update's scalars depend on it: [(step, lists)]."""
     buckets: list[tuple[int | None, list[list[Tensor]]]] = []
+    if not tensorlists[0]:  # no parameter has a gradient this step: nothing to update (torch's foreach ops refuse [])
+        return buckets
     for lists, indices in Optimizer._group_tensors_by_device_and_dtype(tensorlists, with_indices=True).values():
         by_step: dict[int | None, list[list[Tensor]]] = {}
         for position, index in enumerate(indices):

@@ -36,7 +36,7 @@ from torch.optim import Optimizer
 from adala_bench.catalog import OPTIMIZER_ORDER
 
 from .adala import AdaLA
-from .common import check_hparams
+from .common import HparamError, check_hparams, check_types
 from .fromage import Fromage
 from .msvag import MSVAG
 
@@ -104,6 +104,7 @@ def build(name: str, params, **hparams: Any) -> Optimizer:
     missing = [key for key in spec.required if key not in hparams]
     if missing:
         raise ValueError(f"optimizer {name!r} needs {', '.join(missing)}")
+    check_types(hparams)
     if "betas" in hparams:
         hparams["betas"] = tuple(hparams["betas"])  # YAML gives a list
     # some packages don't validate (adabelief-pytorch: weight_decay), so check all uniformly here

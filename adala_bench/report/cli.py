@@ -9,13 +9,14 @@ from pathlib import Path
 import pandas as pd
 
 from adala_bench.cli import OneLineParser
-from adala_bench.store import is_fast_tag
 from adala_bench.catalog import TABLES, default_reference_dir
+from adala_bench.config import options
 from .figures import X_AXES, write_figures
 from .load import load_runs
 from .matched import compute_matched, render_matched_markdown
 from .reference import paper_values, published_curves
-from .search import emit_best, search_table, write_search
+from .search import search_table
+from .search_output import emit_best, write_search
 from .select import RULES, choose_hparams, run_values
 from .stats import adala_vs_adabelief, render_comparison_markdown
 from .tables import build_cells, render_latex, render_markdown, render_missing
@@ -24,7 +25,7 @@ EPILOG = """\
 A table cell is (table, model column, optimizer). When a cell has runs of several hparams tags, it uses the runs
 of ONE tag: the tag with the most completed seeds (ties: the lexicographically first); the others are listed in
 missing.md and under the table. Mean ± sample std (ddof=1) are over that tag's completed runs only; a cell with
-diverged, failed, unfinished or corrupt runs, or with fewer seeds than --expected-seeds, is flagged, never
+diverged, running, interrupted, not started or unreadable runs, or with fewer seeds than --expected-seeds, is flagged, never
 silently averaged. Selection rules: 'paper' = best test value over epochs for CIFAR-10 and PTB (selected on the
 test set, as the reference did) and final-epoch FID; 'clean' = final-epoch value, or the test value at the best
 validation epoch where the runs logged val_acc / val_ppl.
@@ -44,7 +45,6 @@ def _positive(text: str) -> int:
     return value
 
 
-PROFILES = ("paper", "fast")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -66,9 +66,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--expected-seeds", type=_positive, default=None,
                         help="seeds a cell should have (default: the most any cell of the table has)")
     parser.add_argument("--runs-csv", action="store_true", help="also write runs.csv, the long frame")
-    parser.add_argument("--profile", choices=PROFILES, default="paper",
-                        help="which runs to tabulate: paper (the fp32 protocol, default) or fast (profile=fast runs, "
-                             "whose tags say `fast`); the two are never averaged together")
+    parser.add_argument("--profile", choices=options("profile"), default="paper",
+                        help="which runs to tabulate: paper (the fp32 protocol, default), fast (profile=fast runs and "
+                             "any run with a speed switch on) or smoke (profile=smoke: synthetic data, tiny networks); "
+                             "runs of different profiles are never averaged together")
     parser.add_argument("--search", action="store_true",
                         help="write search.md and search.csv: the lr each rule picks per (task, optimizer) in an lr "
                              "search (conf/experiment/search_*.yaml)")
@@ -142,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         except FileNotFoundError as error:
             parser.error(str(error))
     frame = load_runs(args.runs)
-    frame = frame[frame["hparams"].map(is_fast_tag) == (args.profile == "fast")]
+    frame = frame[frame["profile"] == args.profile]
     written: list[Path] = []
     if searching:
         search_rule = args.rule or "clean"

@@ -1,8 +1,10 @@
 """Run directories -> one long DataFrame, one row per run and logged epoch.
 
-Identity (task, optimizer, hparams, seed) comes from the directory path the store names deterministically, the
-state from status.json, and config.yaml is read only for tasks the catalog does not know. A run that has logged
-no epoch yet keeps one row with NaN metrics, so that it still counts as unfinished.
+Identity (task, optimizer, hparams, seed) comes from the directory path the store names deterministically; the
+state (in records.py's one vocabulary), its reason and the run's profile come from records.read_run, and the rest
+of config.yaml is read only for tasks the catalog does not know. A run that has logged no epoch yet keeps one row
+with NaN metrics, so that it still counts as unfinished. `profile` is the run's own profile (paper, fast, smoke),
+`fast` also for a run with any speed switch on (its tag says so), so that the report never mixes them.
 
 metrics.jsonl of thousands of runs is parsed in bulk: flat JSON objects become CSV by a byte translation
 ({ -> space, } -> newline, : -> comma), which pandas' C reader parses into alternating key and value columns
@@ -20,15 +22,16 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import yaml
 
 from adala_bench.catalog import TASKS
-from adala_bench.store import CONFIG_FILE as CONFIG
+from adala_bench.config import is_fast_tag
+from adala_bench.records import RunRecord, read_run
 from adala_bench.store import METRICS_FILE as METRICS
 from adala_bench.store import SEED_PREFIX
-from adala_bench.store import STATUS_FILE as STATUS
 
-RUN_COLUMNS = ["run", "task", "family", "model", "optimizer", "hparams", "seed", "state", "reason", "run_dir"]
+RUN_COLUMNS = ["run", "task", "family", "model", "optimizer", "hparams", "profile", "seed", "state", "reason",
+               "run_dir"]
+PAPER = "paper"
 LEADING_METRICS = ["epoch", "grad_evals", "wall_s", "lr"]
 INTEGER_METRICS = ("epoch", "grad_evals")
 
@@ -38,7 +41,7 @@ _THREADS = min(2, os.cpu_count() or 1)
 
 
 @dataclass(frozen=True)
-class RunDir:
+class RunPath:
     task: str
     optimizer: str
     hparams: str
@@ -55,7 +58,7 @@ class _Records:
     fields: list[tuple[np.ndarray, list[str], np.ndarray]]
 
 
-def find_run_dirs(runs_dir: Path) -> list[RunDir]:
+def find_run_dirs(runs_dir: Path) -> list[RunPath]:
     """Every <task>/<optimizer>/<hparams>/seed=<n> directory, sorted by task, optimizer, hparams, seed."""
     found = []
     for task in _subdirs(runs_dir):
@@ -64,7 +67,7 @@ def find_run_dirs(runs_dir: Path) -> list[RunDir]:
                 for seed in _subdirs(hparams.path):
                     number = seed.name[len(SEED_PREFIX):]
                     if seed.name.startswith(SEED_PREFIX) and number.lstrip("-").isdigit():
-                        found.append(RunDir(task.name, optimizer.name, hparams.name, int(number), seed.path))
+                        found.append(RunPath(task.name, optimizer.name, hparams.name, int(number), seed.path))
     return sorted(found, key=lambda r: (r.task, r.optimizer, r.hparams, r.seed))
 
 
@@ -74,18 +77,20 @@ def load_runs(runs_dir: Path | str) -> pd.DataFrame:
     if not root.is_dir():
         raise FileNotFoundError(f"runs directory {str(root)!r} does not exist")
     runs = find_run_dirs(root)
-    status = [_read_status(r.path) for r in runs]
+    records = [read_run(r.path) for r in runs]
+    status = [(record.state, record.reason) for record in records]
     run_of_row, metrics, corrupt = _read_metrics([r.path for r in runs])
     for i, message in corrupt.items():
-        status[i] = ("corrupt", message)
+        status[i] = ("unreadable", message)
 
-    family, model = zip(*(_family_and_model(r) for r in runs)) if runs else ((), ())
+    family, model = zip(*(_family_and_model(r, record) for r, record in zip(runs, records))) if runs else ((), ())
     per_run = {
         "task": [r.task for r in runs],
         "family": family,
         "model": model,
         "optimizer": [r.optimizer for r in runs],
         "hparams": [r.hparams for r in runs],
+        "profile": [run_profile(r, record) for r, record in zip(runs, records)],
         "state": [s for s, _ in status],
         "reason": [m for _, m in status],
         "run_dir": [r.path for r in runs],
@@ -109,28 +114,20 @@ def _repeat_categorical(values, run_of_row: np.ndarray) -> pd.Categorical:
     return pd.Categorical.from_codes(codes[run_of_row], categories=pd.Index(categories, dtype=object))
 
 
-def _read_status(path: str) -> tuple[str, str | None]:
-    try:
-        with open(os.path.join(path, STATUS), "rb") as f:
-            status = json.loads(f.read())
-    except FileNotFoundError:
-        return "unknown", f"no {STATUS}"
-    except ValueError:
-        return "unknown", f"{STATUS} is not JSON"
-    if not isinstance(status, dict):
-        return "unknown", f"{STATUS} is not an object"
-    reason = status.get("reason")
-    return str(status.get("state", "unknown")), None if reason is None else str(reason)
+def run_profile(run: RunPath, record: RunRecord) -> str:
+    """The profile the run was trained under (its config's `profile:`; paper where none is recorded), and `fast`
+    for a paper-profile run with any speed switch on."""
+    profile = record.profile or PAPER
+    return "fast" if profile == PAPER and is_fast_tag(run.hparams) else profile
 
 
-def _family_and_model(run: RunDir) -> tuple[str | None, str | None]:
+def _family_and_model(run: RunPath, record: RunRecord) -> tuple[str | None, str | None]:
     """From the catalog; for tasks it does not know, from config.yaml (task.family, task.model)."""
     known = TASKS.get(run.task)
     if known is not None:
         return known.family.name, known.model
-    try:
-        task = (yaml.safe_load(Path(run.path, CONFIG).read_text()) or {}).get("task") or {}
-    except (OSError, yaml.YAMLError, AttributeError):
+    task = (record.config or {}).get("task")
+    if not isinstance(task, dict):
         return None, None
     return task.get("family"), task.get("model")
 

@@ -15,21 +15,19 @@ every lr is shown as a multiple of it. A custom optimizer has no as-run lr.
 Cells without validation values (CIFAR-10 trained with data.val_size=0) are flagged, never guessed.
 
     search_table       the long frame -> one row per cell (search.csv)
-    render_markdown    search.md: the cells, then every searched lr of each cell
-    emit_best          the chosen lr of each cell as one line of adala-train overrides (adala-report --emit-best)
+search_output.py writes it: search.md, search.csv and the --emit-best file.
 """
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import yaml
 
-from adala_bench.catalog import FAMILIES, TASKS, optimizer_label, optimizer_rows
-from adala_bench.cli import hydra_string
-from adala_bench.store import CONFIG_FILE
+from adala_bench.catalog import FAMILIES, TASKS, optimizer_rows
+from adala_bench.cli import hydra_value
+from adala_bench.config import CUSTOM
+from adala_bench.records import read_run
 from .select import check_rule, run_values
 
 SEARCH_COLUMNS = [
@@ -40,26 +38,9 @@ SEARCH_COLUMNS = [
 ]
 TAG_COLUMNS = ["task", "optimizer", "hparams", "lr", "eps", "ratio", "runs", "completed", "diverged", "unfinished",
                "val", "val_n", "test", "test_n", "picked_by"]
-CUSTOM = "custom"  # conf/optimizer/custom.yaml; a custom optimizer's runs are named after its import path (has a dot)
 _NOT_CUSTOM_HPARAMS = ("name", "lr", "_target_")
 SEARCHED = ("lr", "eps")  # what a search may vary; tags differing in anything else are flagged
 
-FOOTER = """\
-- clean: the lr whose mean, over its completed seeds, of the best validation value over epochs (max val_acc on the
-  held-out training images of data.val_size, min val_ppl on PTB's valid.txt) is best. paper rule: the lr whose mean
-  of the best test value over epochs is best (selected on the test set, as the reference did); shown for comparison
-  only. Ties: the smaller lr. An lr with a diverged run is never picked. agree: both rules pick the same lr.
-- lr: optimizer.lr from the config.yaml of one of the tag's runs, the exact value the run trained with.
-- as run: the lr this suite's conf/hparams gives the (task, optimizer), the value the tables' runs use (the
-  paper's as-run value, PROTOCOL §4); ×as run: the lr divided by it (×1: as run). Custom optimizers have none.
-- lr is searched everywhere; eps only for AdaBelief and AdaLA on PTB (search_ptb_eps: the AdaBelief authors' own
-  eps differs per depth, 1e-16 / 1e-12), and where a cell's tags differ in eps its choices read "lr X, eps Y".
-  Every other hyperparameter is as run. Flags: no validation metric (CIFAR-10 runs without data.val_size),
-  unfinished or failed runs (the choice may still change), diverged settings, tags that differ in more than lr and
-  eps, and seeds that differ between settings.
-- The values are from the search's runs (CIFAR-10: 45,000 training images), not the tables' numbers: re-run the
-  clean choice on the full training set (adala-report --emit-best) and report those runs.
-"""
 
 
 def search_table(frame: pd.DataFrame, rule: str = "clean") -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -130,7 +111,7 @@ def _cell(task: str, optimizer: str, family, members: pd.DataFrame, rule: str, a
     eps_searched = tags["eps"].nunique() > 1  # search_ptb_eps: the choice is an (lr, eps) pair
 
     def setting(row) -> str:
-        return f"lr {_show(row.lr)}" + (f", eps {_show(row.eps)}" if eps_searched else "")
+        return f"lr {show_number(row.lr)}" + (f", eps {show_number(row.eps)}" if eps_searched else "")
 
     clean = _pick(tags, "val", "val_n", family.higher_is_better)
     paper = _pick(tags, "test", "test_n", family.higher_is_better)
@@ -198,29 +179,19 @@ def _pick(tags: pd.DataFrame, column: str, count: str, higher_is_better: bool) -
 def as_run_lrs(pairs) -> dict[tuple[str, str], float]:
     """optimizer.lr as the shipped conf/ composes it for each (task, optimizer) of the paper's ten (custom ones have
     no as-run value)."""
-    from hydra import compose, initialize_config_dir
-
     from adala_bench.catalog import OPTIMIZER_ORDER
-    from adala_bench.runner import CONF_DIR
+    from adala_bench.config import compose
 
     wanted = [(task, optimizer) for task, optimizer in pairs if task in TASKS and optimizer in OPTIMIZER_ORDER]
-    if not wanted:
-        return {}
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return {(task, optimizer): float(compose("config", overrides=[f"task={task}", f"optimizer={optimizer}"]
-                                                 ).optimizer.lr)
-                for task, optimizer in wanted}
+    return {(task, optimizer): float(compose(f"task={task}", f"optimizer={optimizer}").optimizer.lr)
+            for task, optimizer in wanted}
 
 
 def _read_optimizer_config(run_dirs: list[str]) -> dict:
     """The optimizer section of the first run's config.yaml that has one (values as YAML typed them: an lr written
     30 stays the int 30, 0.00030000000000000003 the float it was)."""
     for run_dir in run_dirs:
-        try:
-            config = yaml.safe_load(Path(run_dir, CONFIG_FILE).read_text()) or {}
-        except (OSError, yaml.YAMLError):
-            continue
-        optimizer = config.get("optimizer") if isinstance(config, dict) else None
+        optimizer = (read_run(run_dir).config or {}).get("optimizer")
         if isinstance(optimizer, dict):
             return optimizer
     return {}
@@ -235,25 +206,8 @@ def _number(value) -> float:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
 
 
-def _show(x: float) -> str:
+def show_number(x: float) -> str:
     return "—" if x is None or not np.isfinite(x) else f"{x:.4g}"
-
-
-# --- adala-train overrides ---------------------------------------------------------------------------------------
-
-def hydra_value(value) -> str:
-    """A config value as a Hydra override spells it so that it parses back to the same value (floats by repr)."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if value is None:
-        return "null"
-    if isinstance(value, float):
-        return repr(value)
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, (list, tuple)):
-        return "[" + ",".join(hydra_value(v) for v in value) + "]"
-    return hydra_string(str(value))
 
 
 def override_line(task: str, optimizer: str, config: dict, with_eps: bool = False) -> str:
@@ -267,97 +221,3 @@ def override_line(task: str, optimizer: str, config: dict, with_eps: bool = Fals
         return " ".join([f"task={task}", f"optimizer={optimizer}", lr, *eps])
     extra = [f"+optimizer.{k}={hydra_value(v)}" for k, v in config.items() if k not in _NOT_CUSTOM_HPARAMS]
     return " ".join([f"task={task}", f"optimizer={CUSTOM}", f"optimizer._target_={optimizer}", lr, *extra])
-
-
-EMIT_HEADER = """\
-# adala-report --emit-best: one line of adala-train overrides per (task, optimizer), the lr the {rule} rule chose
-# {how}
-# from the search runs in {runs} (profile {profile}). Lines starting with # are comments; skip them.
-# Re-run each choice on the full training set (data.val_size=0) with the paper's seeds, apart from the table runs:
-#   grep -v '^#' {file} | while read -r line; do
-#     adala-train --multirun $line seed=0,1,2 data.val_size=0 results.root=results/tuned </dev/null; done
-#   adala-report --runs results/tuned --out results/report-tuned
-"""
-_HOW = {
-    "clean": "(the best mean over seeds of the best validation value over epochs; the test set is never looked at)",
-    "paper": "(the best mean over seeds of the best TEST value over epochs: selected on the test set, as the "
-             "reference did)",
-}
-
-
-def emit_best(cells: pd.DataFrame, rule: str, runs: str | Path, profile: str, file: str | Path) -> str:
-    """The text of the --emit-best file: the header, then one line per cell with a choice under `rule` (cells
-    must come from search_table(..., rule)); a cell without one gets a comment line saying why."""
-    check_rule(rule)
-    lines = EMIT_HEADER.format(rule=rule, how=_HOW[rule], runs=runs, profile=profile, file=file).splitlines()
-    for cell in cells.itertuples():
-        if cell.line:
-            lines.append(cell.line)
-        else:
-            why = cell.flags or "no completed run with a value"
-            lines.append(f"# {cell.task} {cell.optimizer}: no {rule} choice: {why}")
-    if cells.empty:
-        lines.append("# no CIFAR-10 or PTB runs found")
-    return "\n".join(lines) + "\n"
-
-
-# --- search.md ------------------------------------------------------------------------------------------------------
-
-def render_markdown(cells: pd.DataFrame, tags: pd.DataFrame, profile: str = "paper") -> str:
-    out = ["# lr search", ""]
-    if cells.empty:
-        out += ["No CIFAR-10 or PTB runs found (the search covers the tasks with a validation metric).", ""]
-        return "\n".join(out)
-    out += [f"Runs of profile `{profile}`. Per (task, optimizer): the lr each rule picks among the searched ones. "
-            "`clean` selects on validation and is the one to use; `paper rule` (test-set selection) is shown for "
-            "comparison.", ""]
-    for task in dict.fromkeys(cells["task"]):
-        rows = cells[cells["task"] == task]
-        family = TASKS[task].family
-        val, test = family.val_metric, family.metric
-        out += [f"## {TASKS[task].model} ({task})", "",
-                f"| Optimizer | as run | n tried | clean lr | ×as run | mean best {val} (n) | paper-rule lr | ×as run | "
-                f"mean best {test} (n) | agree | flags |",
-                "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | :---: | --- |"]
-        for c in rows.itertuples():
-            out.append(
-                f"| {optimizer_label(c.optimizer)} | {_show(c.as_run_lr)} | {c.n_tags} | "
-                f"{_with_eps(c.clean_lr, c.clean_eps)} | {_ratio(c.clean_ratio)} | {_value(c.clean_val, c.clean_n)} | "
-                f"{_with_eps(c.paper_lr, c.paper_eps)} | {_ratio(c.paper_ratio)} | "
-                f"{_value(c.paper_test, c.paper_n)} | {c.agree} | {c.flags} |")
-        out.append("")
-        detail = tags[tags["task"] == task]
-        out += ["Every setting tried:", "",
-                f"| Optimizer | lr | eps | ×as run | runs | completed | diverged | mean best {val} (n) | "
-                f"mean best {test} (n) | picked by | hparams |",
-                "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |"]
-        for t in detail.itertuples():
-            out.append(
-                f"| {optimizer_label(t.optimizer)} | {_show(t.lr)} | {_show(t.eps)} | {_ratio(t.ratio)} | {t.runs} | {t.completed} | "
-                f"{t.diverged} | {_value(t.val, t.val_n)} | {_value(t.test, t.test_n)} | {t.picked_by} | "
-                f"`{t.hparams}` |")
-        out.append("")
-    out += ["Notes:", "", FOOTER]
-    return "\n".join(out)
-
-
-def _with_eps(lr: float, eps: float) -> str:
-    """The chosen lr, and its eps where the cell's search varied eps (eps is NaN otherwise)."""
-    return _show(lr) + (f", eps {_show(eps)}" if np.isfinite(eps) else "")
-
-
-def _ratio(x: float) -> str:
-    return "—" if not np.isfinite(x) else f"×{x:.3g}"
-
-
-def _value(x: float, n: int) -> str:
-    return "—" if not np.isfinite(x) else f"{x:.2f} (n={n})"
-
-
-def write_search(cells: pd.DataFrame, tags: pd.DataFrame, out: Path, profile: str = "paper") -> list[Path]:
-    """search.md and search.csv in `out`, from search_table's (cells, tags)."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "search.md").write_text(render_markdown(cells, tags, profile))
-    cells.to_csv(out / "search.csv", index=False)
-    return [out / "search.md", out / "search.csv"]

@@ -1,8 +1,9 @@
 """Tables 2-4: one cell per (table, model column, optimizer), rendered as Markdown, LaTeX (booktabs) and CSV.
 
 A cell averages the runs of one hparams tag (the tag with most completed seeds; ties -> lexicographically first).
-Its mean and sample std (ddof=1) are over completed runs with a value only: diverged, failed, unfinished or
-corrupt runs are never averaged; they, and seeds short of the expected count, flag the cell.
+Its mean and sample std (ddof=1) are over completed runs with a value only: runs in any other state (records.py:
+diverged, running, interrupted, not started, unreadable) are never averaged; they, and seeds short of the expected
+count, flag the cell, each state by its name.
 """
 from __future__ import annotations
 
@@ -13,19 +14,19 @@ import numpy as np
 import pandas as pd
 
 from adala_bench.catalog import TABLES, optimizer_label, optimizer_rows, table_family, table_tasks
+from adala_bench.records import STATES
 from .select import rule_description
 
 CELL_COLUMNS = [
     "table", "task", "model", "optimizer", "label", "metric", "rule", "hparams", "n", "seeds", "expected",
     "mean", "std", "paper", "diff", "flags", "other_hparams",
 ]
-# States flagged by name; any other state but completed (running, unknown) is flagged as unfinished.
-_NAMED_STATES = ("diverged", "failed", "corrupt")
+_FLAGGED_STATES = tuple(state for state in STATES if state != "completed")
 
 CELL_RULE_NOTE = (
     "Cells: mean ± sample std (ddof = 1) over the completed seeds of one hparams tag (n = seeds averaged); "
-    "the tag is the one with most completed seeds (ties: lexicographically first). Diverged, failed, unfinished "
-    "and corrupt runs are never averaged: their cells are flagged. paper = the AdaLA paper's value; "
+    "the tag is the one with most completed seeds (ties: lexicographically first). Runs that are not completed "
+    "(diverged, running, interrupted, not started, unreadable) are never averaged: their cells are flagged. paper = the AdaLA paper's value; "
     "diff = mean − paper."
 )
 
@@ -79,11 +80,9 @@ def _cell(table: str, task, optimizer: str, runs: pd.DataFrame | None, rule: str
         std=float(values.std(ddof=1)) if len(values) >= 2 else math.nan,
     )
     states = chosen["state"].astype(object)
-    for state in _NAMED_STATES:
+    for state in _FLAGGED_STATES:
         if (count := int((states == state).sum())):
             cell["flags"].append(f"{state}:{count}")
-    if (unfinished := int((~states.isin(["completed", *_NAMED_STATES])).sum())):
-        cell["flags"].append(f"unfinished:{unfinished}")
     if (no_value := int(((states == "completed") & chosen["value"].isna()).sum())):
         cell["flags"].append(f"no value:{no_value}")
     if (random_weights := int((chosen["used"] & chosen["random_fid_weights"]).sum())):

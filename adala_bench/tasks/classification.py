@@ -7,7 +7,6 @@ Metrics are in percent, like the paper: train_acc is the running accuracy over t
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Sequence
 
 import torch
@@ -15,7 +14,7 @@ from torch.nn import functional as F
 
 from adala_bench.data import DataError
 from adala_bench.data.augment import ImageBatcher
-from adala_bench.data.cifar10 import Cifar10Arrays, ensure_synthetic_cifar10, load_cifar10
+from adala_bench.data.cifar10 import Cifar10Arrays
 from adala_bench.models import build_model
 from adala_bench.trainer import Loss, Move, Player
 
@@ -85,11 +84,3 @@ class Cifar10Classification:
             correct = correct + (logits.argmax(1) == labels).sum()
             count += len(labels)
         return {f"{split}_loss": float(loss_sum) / count, f"{split}_acc": 100.0 * float(correct) / count}
-
-
-def cifar10_data(root: str | Path, source: str, n_train: int, n_test: int) -> Cifar10Arrays:
-    """The real dataset, or the synthetic one (written once with these sizes) when the user chose it, never as a
-    fallback."""
-    if source == "synthetic":
-        ensure_synthetic_cifar10(root, n_train=n_train, n_test=n_test)
-    return load_cifar10(root, source=source)

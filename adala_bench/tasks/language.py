@@ -18,17 +18,17 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch.nn import functional as F
 
-from adala_bench.data.augment import epoch_seed
-from adala_bench.data.ptb import PtbCorpus, batchify, ensure_synthetic_ptb, get_batch, load_ptb, sequence_lengths
+from adala_bench.data.ptb import PtbCorpus, batchify, get_batch, sequence_lengths
+from adala_bench.seeding import epoch_seed
 from adala_bench.models.awd_lstm import AWDLSTM
-from adala_bench.trainer import Loss, Move, OptimizerSpec, Player
+from adala_bench.settings import OptimizerSpec
+from adala_bench.trainer import Loss, Move, Player
 
 BPTT = 70
 NONMONO = 5  # the reference's --nonmono: epochs the test loss may fail to improve on before SGD becomes ASGD
@@ -149,12 +149,3 @@ class PennTreebankLM:
         hparams = {"lr": spec.hparams["lr"], "t0": 0, "lambd": 0.0,
                    "weight_decay": spec.hparams.get("weight_decay", 0.0)}
         return {"model": OptimizerSpec("asgd", hparams)}
-
-
-def ptb_corpus(root: str | Path, source: str, n_train: int, n_valid: int, n_test: int, vocab_size: int) -> PtbCorpus:
-    """The real corpus, or the synthetic one (written once with these sizes) when the user chose it, never as a
-    fallback."""
-    if source == "synthetic":
-        ensure_synthetic_ptb(root, n_train_tokens=n_train, n_valid_tokens=n_valid, n_test_tokens=n_test,
-                             vocab_size=vocab_size)
-    return load_ptb(root, source=source)

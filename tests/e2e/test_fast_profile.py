@@ -1,0 +1,65 @@
+"""profile=fast: the speed switches compose, train a smoke run on CPU, land in their own run directory, and the
+report keeps fast runs apart from the paper's."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+import torch
+
+from adala_bench.report.cli import main as report
+from adala_bench.runner import train_one
+from adala_bench.config import RunConfig, is_fast_tag
+from adala_bench.settings import OptimizerSpec, Schedule, TrainerSettings
+from adala_bench.store import RunDir
+from adala_bench.trainer import Trainer
+
+from helpers import Relay, compose, run_path, write_run
+
+SMOKE_VALUES = ("epochs=1", "batch_size=32", "device=cpu", "data.source=synthetic", "data.synthetic.n_train=256",
+                "data.synthetic.n_test=128", "task.width=0.125")
+
+
+def test_fast_composes_with_the_speed_switches_and_paper_has_none():
+    fast = RunConfig.of(compose("profile=fast", "task=cifar10_resnet34", "optimizer=adala")).trainer
+    assert (fast.precision, fast.channels_last, fast.compile, fast.fast) == ("bf16", True, True, True)
+    paper = RunConfig.of(compose("task=cifar10_resnet34", "optimizer=adala")).trainer
+    assert not paper.fast
+    assert TrainerSettings.paper_switches() == {"precision": "fp32", "channels_last": False, "compile": False}
+    with pytest.raises(ValueError, match="trainer.precision='fp16' is not allowed; allowed: fp32, bf16"):
+        TrainerSettings(precision="fp16")
+
+
+def test_a_fast_smoke_run_trains_on_cpu_in_its_own_run_directory(data_root, tmp_path):
+    # compile=false here: compiling on CPU costs ~20 s; the switch itself is checked below, and benchmarks/bench_fast.py
+    # trains compiled.
+    overrides = ("task=cifar10_vgg11", "optimizer=adala", f"data.root={data_root}", f"results.root={tmp_path}", *SMOKE_VALUES)
+    fast = compose("profile=fast", "trainer.compile=false", *overrides)
+    paper = compose(*overrides)
+    assert train_one(fast) == "completed"
+    fast_dir, paper_dir = run_path(fast), run_path(paper)
+    assert is_fast_tag(fast_dir.parent.name) and not is_fast_tag(paper_dir.parent.name)
+    assert fast_dir.parent.name.startswith("lr0.001-betas0.9,0.999-eps1e-08-weight_decay0.0005-residuallookahead-"
+                                           "lookahead_batchnext-fast-")
+    (row,) = RunDir(fast_dir).read_metrics()
+    assert row["grad_evals"] == 16 and 0 <= row["test_acc"] <= 100 and row["train_loss"] == pytest.approx(2.3, abs=0.2)
+
+
+def test_the_switches_reach_the_models():
+    task = Relay(seed=0)
+    Trainer(task, {"a": OptimizerSpec("sgd", {"lr": 0.1}), "b": OptimizerSpec("sgd", {"lr": 0.1})}, epochs=1,
+            schedule=Schedule(), device=torch.device("cpu"), settings=TrainerSettings(compile=True, precision="bf16"))
+    assert all(player.module._compiled_call_impl is not None for player in task.players.values())
+
+
+def test_the_report_tabulates_paper_or_fast_runs_never_both(tmp_path):
+    runs = tmp_path / "runs"
+    for tag, accuracy in (("lr0.1-abc12345", 90.0), ("lr0.1-fast-abc67890", 80.0)):
+        for seed in (0, 1):
+            write_run(runs, "cifar10_vgg11", "sgd", tag, seed, [{"epoch": 0, "grad_evals": 1, "wall_s": 1.0,
+                                                                 "test_acc": accuracy + seed}])
+    for profile, mean in (("paper", 90.5), ("fast", 80.5)):
+        out = tmp_path / profile
+        assert report(["--runs", str(runs), "--out", str(out), "--what", "tables", "--profile", profile]) == 0
+        table = pd.read_csv(out / "table2.csv").set_index(["model", "optimizer"])
+        assert table.loc[("VGG11", "sgd"), "mean"] == mean and table.loc[("VGG11", "sgd"), "n"] == 2

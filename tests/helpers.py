@@ -1,0 +1,175 @@
+"""The tests' helpers, in one place (fixtures are in conftest.py): configs and run directories as adala-train makes
+them, bit-for-bit comparisons, and a run-directory writer for report fixtures that goes through the store itself."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable, Mapping
+
+import torch
+from omegaconf import OmegaConf
+from torch import nn
+
+from adala_bench import trainer as trainer_module
+from adala_bench.config import RunConfig, compose
+from adala_bench.settings import OptimizerSpec
+from adala_bench.store import RunDir, layout_path
+from adala_bench.trainer import Loss, Move, Player
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = REPO / ".venv" / "bin"
+
+__all__ = ["BIN", "REPO", "Relay", "assert_same", "compose", "emitted_lines", "final_state", "interrupt_at",
+           "metrics_without_time", "read_search", "run_dir_of", "run_path", "write_run"]
+
+
+def run_path(cfg) -> Path:
+    """The run directory adala-train uses for this composed config."""
+    return RunConfig.of(cfg).path
+
+
+def run_dir_of(cfg) -> RunDir:
+    return RunDir(run_path(cfg))
+
+
+def metrics_without_time(run: RunDir) -> list[dict]:
+    return [{k: v for k, v in row.items() if k != "wall_s"} for row in run.read_metrics()]
+
+
+def interrupt_at(monkeypatch, epoch: int, error: type[BaseException] = KeyboardInterrupt) -> None:
+    """Make the trainer raise `error` (KeyboardInterrupt: as Ctrl-C would) when it starts `epoch`."""
+    original = trainer_module.Trainer.train_epoch
+
+    def train_epoch(self, progress):
+        if progress.epoch == epoch:
+            raise error
+        return original(self, progress)
+
+    monkeypatch.setattr(trainer_module.Trainer, "train_epoch", train_epoch)
+
+
+def final_state(trainer, progress):
+    """The trainer's checkpoint state without what legitimately differs between two equal runs (wall times, RNG)."""
+    state = trainer.state_dict(progress)
+    state["progress"].pop("wall_s")
+    for row in state["progress"]["metrics"]:
+        row.pop("wall_s")
+    state.pop("rng")
+    return state
+
+
+def assert_same(a, b, where=""):
+    """Nested dicts/lists of tensors and values are equal, bit for bit; `where` names the first difference."""
+    if isinstance(a, torch.Tensor):
+        assert torch.equal(a, b), where
+    elif isinstance(a, dict):
+        assert a.keys() == b.keys(), where
+        for key in a:
+            assert_same(a[key], b[key], f"{where}/{key}")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b)):
+            assert_same(x, y, f"{where}/{i}")
+    else:
+        assert a == b, where
+
+
+def read_search(out: Path):
+    """search.csv of an lr search report, by (task, optimizer), text columns as text."""
+    import pandas as pd
+
+    text = ["flags", "clean_hparams", "paper_hparams", "line"]
+    cells = pd.read_csv(out / "search.csv", keep_default_na=False, na_values=[""], dtype={c: object for c in text})
+    return cells.fillna({c: "" for c in text}).set_index(["task", "optimizer"])
+
+
+def emitted_lines(path: Path) -> list[str]:
+    """The override lines of an --emit-best file (its comment lines left out)."""
+    return [line for line in path.read_text().splitlines() if not line.startswith("#")]
+
+
+def write_run(
+    runs_dir: Path,
+    task: str,
+    optimizer: str,
+    hparams: str,
+    seed: int,
+    epochs: Iterable[Mapping[str, float]],
+    *,
+    state: str = "completed",
+    reason: str | None = None,
+    family: str | None = None,
+    model: str | None = None,
+    diverged_at: Mapping[str, int] | None = None,
+    profile: str = "paper",
+) -> Path:
+    """Write one run directory through the store; `epochs` are the metrics.jsonl records in order."""
+    records = list(epochs)
+    run = RunDir(layout_path(runs_dir, task, optimizer, hparams, seed))
+    run.path.mkdir(parents=True, exist_ok=True)
+    config = {
+        "task": {"name": task, "family": family, "model": model},
+        "optimizer": {"name": optimizer},
+        "seed": seed,
+        "epochs": len(records),
+        "profile": profile,
+    }
+    run.write_config(OmegaConf.create(config))
+    run.write_metrics(records)
+    extra = {"diverged_at": dict(diverged_at)} if diverged_at is not None else {}
+    run.write_status(state, reason=reason, epochs_done=len(records), device="cpu", **extra)
+    return run.path
+
+
+class Relay:
+    """Two players over a carried state h, in the shapes of PTB and a GAN together.
+
+    "a" (Linear, BatchNorm, Dropout) maps a batch and the incoming h to the outgoing h; "b" (Linear) reads h through
+    "a", so b's look-ahead runs a's BatchNorm too. "a" steps on every batch, "b" on every other one, and "b" may be
+    switched to SGD after epoch 0. The batch stream depends only on (seed, epoch).
+    """
+
+    def __init__(self, seed: int, *, switch: bool = False, batches: int = 5):
+        torch.manual_seed(seed)
+        self.a = nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4), nn.Dropout(0.2))
+        self.b = nn.Linear(4, 1)
+        self.players = {"a": Player(self.a), "b": Player(self.b)}
+        self.seed, self.switch, self.n = seed, switch, batches
+        self.seen: list[tuple[str, torch.Tensor]] = []  # (player, b's weight) at every loss evaluation
+
+    def train_batches(self, epoch: int):
+        generator = torch.Generator().manual_seed(1000 * self.seed + epoch)
+        return [torch.randn(8, 4, generator=generator) for _ in range(self.n)]
+
+    def moves(self, batches, index):
+        following = batches[(index + 1) % len(batches)]
+        moves = [Move("a", batches[index], following, lr_factor=1.0 + index / 10)]
+        if index % 2 == 0:
+            moves.append(Move("b", batches[index], following))
+        return moves
+
+    def initial_carry(self):
+        return torch.zeros(8, 4)
+
+    def loss(self, player, batch, carry):
+        self.seen.append((player, self.b.weight.detach().clone()))
+        h = torch.tanh(self.a(batch) + carry)
+        if player == "a":
+            value = (h - 0.5).pow(2).mean() + 0.1 * self.b(h).pow(2).mean()
+            return Loss(value, {"loss_a": value.detach()}, carry=h)
+        value = (self.b(h) - 1).pow(2).mean()
+        return Loss(value, {"loss_b": value.detach()}, carry=carry)
+
+    def summarize_train(self, sums):
+        return {"train_loss": sums["loss_a"].item() / self.n, "loss_b": sums["loss_b"].item()}
+
+    @torch.no_grad()
+    def evaluate(self, epoch):
+        self.a.eval()
+        x = torch.linspace(-1, 1, 32).reshape(8, 4)
+        return {"test_loss": float((self.b(torch.tanh(self.a(x))) - 1).pow(2).mean())}
+
+    def switch_optimizer(self, epoch, rows, specs):
+        if self.switch and epoch == 0 and specs["b"].name != "sgd":
+            return {"b": OptimizerSpec("sgd", {"lr": 0.05})}
+        return {}

@@ -1,0 +1,528 @@
+"""WGAN / WGAN-GP (PROTOCOL.md §3, Table 4) on the shared trainer: the data path (Resize(64) as torchvision's PIL
+path, batches a function of (seed, epoch)), every kind × optimizer for one epoch with the as-run hyperparameters,
+WGAN's clamp after critic steps only, the gradient penalty, AdaLA's two look-aheads (ADALA.md: what they evaluate
+and what they must leave alone), resume bit for bit, FID rows and sample grids.
+
+Everything is tiny (width 1/16, 26 synthetic images, Inception at 64 dims on a handful of samples) and offline:
+Inception runs on a random-weights file in a temporary TORCH_HOME, and torch hub's downloader is stubbed to fail.
+"""
+
+from __future__ import annotations
+
+from adala_bench.config import RunConfig
+
+import copy
+import io
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torchvision.transforms as TF
+from omegaconf import OmegaConf
+from PIL import Image
+from torch.nn import functional as F
+
+from adala_bench import optim
+from adala_bench.metrics import fid as fid_module
+from adala_bench.metrics.fid import FIDError, activation_statistics, paper_preprocess
+from adala_bench.models.dcgan import gradient_penalty
+from adala_bench.config import CONF_DIR
+from adala_bench.data.cifar10 import cifar10_arrays
+from adala_bench.data.gan_images import resize_like_pil, to_unit_range
+from adala_bench.settings import FidSettings, OptimizerSpec, Schedule, TrainerSettings
+from adala_bench.store import SAMPLES_FILE
+from adala_bench.tasks import build_task, gan_fid, generation
+from adala_bench.tasks.gan_fid import train_images_fingerprint
+from adala_bench.tasks.generation import WassersteinGAN
+from adala_bench.trainer import Progress, Trainer
+
+from helpers import assert_same, compose, final_state
+
+pytestmark = pytest.mark.usefixtures("no_network")  # conftest: every download fails, as offline
+
+CPU = torch.device("cpu")
+KINDS = ("wgan", "wgan_gp")
+N_TRAIN, BATCH = 26, 4  # 7 batches, the last one short (2 images); generator steps at batches 0 and 5
+WIDTH = 0.0625  # ngf = ndf = 4
+SMALL_FID = FidSettings(dims=64, every=0, curve_samples=2, final_samples=2, batch_size=50)
+
+# PROTOCOL.md §4c, as run (the same for critic and generator).
+GAN_AS_RUN = {
+    "adala": {"lr": 2e-4, "betas": [0.5, 0.999], "eps": 1e-12, "weight_decay": 0.0},
+    "adabelief": {"lr": 2e-4, "betas": [0.5, 0.999], "eps": 1e-12, "weight_decay": 0.0},
+    "sgd": {"lr": 2e-4, "momentum": 0.0, "weight_decay": 0.0},
+    "adabound": {"lr": 2e-4, "betas": [0.5, 0.999], "final_lr": 1e-2, "gamma": 1e-3, "eps": 1e-8, "weight_decay": 0.0},
+    "yogi": {"lr": 2e-4, "betas": [0.5, 0.999], "eps": 1e-8, "initial_accumulator": 1e-6, "weight_decay": 0.0},
+    "adam": {"lr": 2e-4, "betas": [0.5, 0.999], "eps": 1e-8, "weight_decay": 0.0},
+    "msvag": {"lr": 2e-4, "betas": [0.5, 0.999], "weight_decay": 0.0},
+    "radam": {"lr": 2e-4, "betas": [0.5, 0.999], "eps": 1e-8, "weight_decay": 0.0},
+    "adamw": {"lr": 2e-4, "betas": [0.5, 0.999], "eps": 1e-8, "weight_decay": 1e-2},
+    "fromage": {"lr": 2e-4},
+}
+
+
+# ---- fixtures --------------------------------------------------------------------------------------------------
+
+@pytest.fixture(autouse=True)
+def torch_home(random_home, monkeypatch) -> Path:
+    monkeypatch.setenv("TORCH_HOME", str(random_home))
+    return random_home
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("gan_data")
+
+
+@pytest.fixture(scope="module")
+def data(data_root):
+    return cifar10_arrays(data_root, "synthetic", N_TRAIN, 5)
+
+
+@pytest.fixture(scope="module")
+def stats_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("fid_stats")
+
+
+@pytest.fixture
+def make_task(data, stats_dir):
+    def make(kind="wgan", *, epochs=1, fid=SMALL_FID, seed=0, batch_size=BATCH, init_seed=0):
+        torch.manual_seed(init_seed)  # the runner seeds before it builds the task
+        return WassersteinGAN(data, kind=kind, width=WIDTH, batch_size=batch_size, epochs=epochs, seed=seed,
+                              device=CPU, data_fingerprint=train_images_fingerprint(data), fid_cache_dir=stats_dir,
+                              fid=fid)
+
+    return make
+
+
+def gan_spec(name: str, **override) -> OptimizerSpec:
+    """The as-run hyperparameters from conf/hparams/gan/<name>.yaml, as the task's defaults list picks them."""
+    hparams = OmegaConf.to_container(OmegaConf.load(CONF_DIR / "hparams" / "gan" / f"{name}.yaml"))
+    return OptimizerSpec(name, {**hparams, **override})
+
+
+def make_trainer(task, spec, *, epochs=1, lookahead_batch="next"):
+    return Trainer(task, {"critic": spec, "generator": spec}, epochs=epochs, schedule=Schedule(), device=CPU,
+                   settings=TrainerSettings(lookahead_batch=lookahead_batch))
+
+
+def params(module) -> list[torch.Tensor]:
+    return [p.detach().clone() for p in module.parameters()]
+
+
+def buffers(*modules) -> list[torch.Tensor]:
+    return [b.detach().clone() for m in modules for b in m.buffers()]
+
+
+def all_equal(xs, ys) -> bool:
+    return len(xs) == len(ys) and all(torch.equal(x, y) for x, y in zip(xs, ys))
+
+
+def tracked(module) -> int:
+    """Forward passes a BatchNorm saw in train mode (every BatchNorm of a network sees the same passes)."""
+    counts = {int(b) for n, b in module.named_buffers() if n.endswith("num_batches_tracked")}
+    assert len(counts) == 1
+    return counts.pop()
+
+
+def adala_tentative(theta, g, lr, betas, eps):
+    """AdaLA's tentative point θ' at its first step (ADALA.md, step 2 with m = s = 0 before, no weight decay)."""
+    beta1, beta2 = betas
+    m = (1 - beta1) * g
+    s = (1 - beta2) * (g - m) ** 2 + eps
+    return theta - lr / (1 - beta1) * m / (s.sqrt() / math.sqrt(1 - beta2) + eps)
+
+
+def capture_gradients(optimizer) -> list[list[torch.Tensor]]:
+    """Record g_t (p.grad as the trainer hands the optimizer its real step) at every step."""
+    seen = []
+    original = optimizer.step
+
+    def step(*args, **kwargs):
+        seen.append([p.grad.detach().clone() for group in optimizer.param_groups for p in group["params"]])
+        return original(*args, **kwargs)
+
+    optimizer.step = step
+    return seen
+
+
+# ---- configs ---------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", sorted(GAN_AS_RUN))
+def test_hparams_files_hold_the_as_run_values_and_build(name):
+    spec = gan_spec(name)
+    assert dict(spec.hparams) == GAN_AS_RUN[name]
+    built = spec.build([torch.zeros(2, requires_grad=True)])
+    assert built.param_groups[0]["lr"] == 2e-4
+    assert built.param_groups[0].get("weight_decay", 0.0) == GAN_AS_RUN[name].get("weight_decay", 0.0)
+    if "betas" in GAN_AS_RUN[name]:
+        assert tuple(built.param_groups[0]["betas"]) == (0.5, 0.999)
+
+
+@pytest.mark.parametrize("task, kind, model", [("gan_wgan", "wgan", "WGAN"), ("gan_wgan_gp", "wgan_gp", "WGAN-GP")])
+def test_task_files_compose_with_the_gan_hparams(task, kind, model):
+    cfg = compose(f"task={task}", "optimizer=yogi")
+    assert (cfg.task.name, cfg.task.family, cfg.task.model, cfg.task.kind) == (task, "gan", model, kind)
+    assert (cfg.epochs, cfg.batch_size, cfg.task.width, list(cfg.task.schedule.milestones)) == (100, 64, 1.0, [])
+    assert RunConfig.of(cfg).optimizer.hparams == GAN_AS_RUN["yogi"]
+    assert FidSettings(**OmegaConf.to_container(cfg.task.fid)) == FidSettings()  # the defaults are the protocol's
+    assert FidSettings() == FidSettings(dims=2048, every=0, curve_samples=5000, final_samples=64000, real_images=None,
+                                        batch_size=50)
+
+
+@pytest.mark.parametrize("task, kind", [("gan_wgan", "wgan"), ("gan_wgan_gp", "wgan_gp")])
+def test_build_task_builds_the_gan_the_config_names(data_root, task, kind):
+    """adala_bench.tasks.build_task itself, on a composed smoke config: the critic kind follows the task (the WGAN
+    critic ends in a sigmoid and is clamped after its steps; the WGAN-GP one has a linear head and no clamp), and the
+    FID settings, epochs and batch size are the config's."""
+    cfg = compose("profile=smoke", f"task={task}", "optimizer=adala", f"data.root={data_root}",
+                  f"data.synthetic.n_train={N_TRAIN}", "data.synthetic.n_test=5", "task.width=0.0625",
+                  "task.fid.final_samples=6", "task.fid.curve_samples=4", "task.fid.real_images=null")
+    built = build_task(RunConfig.of(cfg), CPU)
+    assert isinstance(built, WassersteinGAN) and built.kind == kind
+    assert isinstance(built.critic.main[-1], torch.nn.Sigmoid) == (kind == "wgan")
+    assert (built.players["critic"].after_step is not None) == (kind == "wgan")
+    assert (built.epochs, built.batch_size, built.fid) == (2, 32, FidSettings(dims=64, every=1, curve_samples=4,
+                                                                              final_samples=6, real_images=None))
+    assert (data_root / "synthetic" / "fid-stats").is_dir()
+    assert gan_fid.fid_cache_dir(data_root, "real") == data_root / "fid-stats"
+
+
+# ---- data ------------------------------------------------------------------------------------------------------
+
+def test_resize_equals_torchvision_resize64_on_pil_then_totensor_normalize(data):
+    """Max difference 0: the device resize is bit-identical to Resize(64) → ToTensor → Normalize(0.5, 0.5) on PIL
+    images, for the synthetic set and for uniform noise (which a single-pass float bilinear misses by one level)."""
+    noise = torch.randint(0, 256, (40, 3, 32, 32), generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
+    reference = TF.Compose([TF.Resize(64), TF.ToTensor(), TF.Normalize((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))])
+    for images in (data.train_images, noise):
+        expected = torch.stack([reference(Image.fromarray(image.permute(1, 2, 0).numpy())) for image in images])
+        ours = to_unit_range(resize_like_pil(images, 64))
+        assert ours.shape == (len(images), 3, 64, 64)
+        assert (ours - expected).abs().max().item() == 0.0
+    single_pass = F.interpolate(noise.float(), size=64, mode="bilinear", align_corners=False).round()
+    assert (single_pass - resize_like_pil(noise, 64).float()).abs().max().item() == 1.0
+
+
+def test_initial_weights_do_not_depend_on_an_inception_built_before(make_task, monkeypatch):
+    """Building Inception draws from the global RNG; it is built once per process, so it must not shift the seed."""
+    monkeypatch.setattr(gan_fid, "_inception", {})
+    cold = make_task()
+    warm = make_task()
+    assert len(gan_fid._inception) == 1
+    assert all_equal(params(cold.generator), params(warm.generator))
+    assert all_equal(params(cold.critic), params(warm.critic))
+    torch.manual_seed(0)
+    assert torch.equal(next(cold.generator.parameters()), next(generation.Generator(width=WIDTH).parameters()))
+
+
+def test_batches_are_a_function_of_seed_and_epoch(make_task, data):
+    task, again, other_seed = make_task(), make_task(init_seed=5), make_task(seed=1)
+    batches = task.train_batches(1)
+    assert len(batches) == 7 and [len(batches[i].real) for i in range(7)] == [4] * 6 + [2]
+    for i in range(7):
+        batch, same = batches[i], again.train_batches(1)[i]
+        assert torch.equal(batch.real, same.real) and torch.equal(batch.z, same.z)
+        assert torch.equal(batch.alpha, same.alpha) and torch.equal(batches.noise(i), batch.z)
+        assert batch.z.shape == (len(batch.real), 100, 1, 1) and batch.alpha.shape == (len(batch.real),)
+    assert not torch.equal(task.train_batches(0)[0].z, batches[0].z)
+    assert not torch.equal(other_seed.train_batches(1)[0].z, batches[0].z)
+    # every train image once per epoch, in [-1, 1] on the 8-bit levels of the resized image
+    images = torch.cat([batches[i].real for i in range(7)])
+    assert images.min() >= -1 and images.max() <= 1
+    levels = (images * 0.5 + 0.5) * 255
+    assert torch.allclose(levels, levels.round(), atol=1e-4)
+    resized = to_unit_range(resize_like_pil(data.train_images, 64))
+    assert torch.equal(images[batches.order.argsort()], resized)
+
+
+# ---- one epoch for every kind and optimizer ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("name", sorted(GAN_AS_RUN))
+def test_every_kind_and_optimizer_trains_an_epoch(make_task, monkeypatch, kind, name):
+    """Finite losses; the clamp holds after every WGAN critic step and runs only there; a generator step leaves the
+    critic's parameters alone; every BatchNorm saw exactly the real passes (look-aheads undone)."""
+    task = make_task(kind)
+    trainer = make_trainer(task, gan_spec(name))
+    clamps = []
+    if kind == "wgan":
+        clamp = task.players["critic"].after_step
+        task.players["critic"].after_step = lambda: (clamps.append(len(moves)), clamp())
+    else:
+        assert task.players["critic"].after_step is None and task.players["generator"].after_step is None
+    moves = []
+    original_step = Trainer._step
+
+    def step(self, move, carry, epoch):
+        critic_before = params(task.critic)
+        loss = original_step(self, move, carry, epoch)
+        moves.append(move.player)
+        if move.player == "generator":
+            assert all_equal(params(task.critic), critic_before)
+        elif kind == "wgan":
+            assert all(p.abs().max() <= 0.01 for p in task.critic.parameters())
+        return loss
+
+    monkeypatch.setattr(Trainer, "_step", step)
+    row = trainer.train_epoch(Progress())
+
+    assert moves == ["critic", "generator"] + ["critic"] * 4 + ["critic", "generator", "critic"]
+    closure = optim.needs_closure(trainer.optimizers["critic"])
+    assert (row["grad_evals_critic"], row["grad_evals_generator"]) == ((14, 4) if closure else (7, 2))
+    for key in ("d_loss", "g_loss", "wasserstein_estimate", "fid") + (("gp",) if kind == "wgan_gp" else ()):
+        assert isinstance(row[key], float) and math.isfinite(row[key]), key
+    assert ("gp" in row) == (kind == "wgan_gp") and row["fid_real_weights"] == 0.0
+    if kind == "wgan":  # after each critic move, never after a generator move
+        assert clamps == [i for i, player in enumerate(moves) if player == "critic"]
+    else:
+        assert any(p.abs().max() > 0.01 for p in task.critic.parameters())
+    # G: one train-mode forward per batch (moves); critic: real and fake (and x̂) per critic step, D(fake) per G step
+    assert tracked(task.generator) == 7
+    assert tracked(task.critic) == 7 * (2 if kind == "wgan" else 3) + 2
+
+
+# ---- losses ----------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_critic_loss_separate_passes_and_the_gradient_penalty(make_task, kind):
+    task = make_task(kind)
+    batch = task.moves(task.train_batches(0), 1)[0].batch
+    reference = copy.deepcopy(task.critic)
+    before = tracked(task.critic)
+    loss = task.loss("critic", batch, None)
+    assert tracked(task.critic) == before + (2 if kind == "wgan" else 3)  # real, fake (and x̂): separate passes
+    real_mean, fake_mean = reference(batch.real).mean(), reference(batch.fake).mean()
+    torch.testing.assert_close(loss.sums["wasserstein"], (real_mean - fake_mean).detach())
+    if kind == "wgan":
+        torch.testing.assert_close(loss.value, -real_mean + fake_mean)
+        assert "gp" not in loss.sums
+        return
+    penalty = gradient_penalty(reference, batch.real, batch.fake, alpha=batch.alpha)
+    assert loss.sums["gp"] > 0 and penalty.item() > 0
+    torch.testing.assert_close(loss.sums["gp"], penalty.detach())
+    torch.testing.assert_close(loss.value, -real_mean + fake_mean + 10 * penalty)
+    torch.testing.assert_close(loss.sums["d_loss"], loss.value.detach())
+    # the penalty trains the critic: its gradient is in the loss's
+    with_gp = torch.autograd.grad(loss.value, list(task.critic.parameters()))
+    fresh = copy.deepcopy(reference)
+    without = torch.autograd.grad(-fresh(batch.real).mean() + fresh(batch.fake).mean(), list(fresh.parameters()))
+    assert any(not torch.allclose(a, b) for a, b in zip(with_gp, without))
+
+
+def test_generator_loss_uses_the_held_fake_or_makes_g_of_z(make_task):
+    task = make_task()
+    move = task.moves(task.train_batches(0), 0)[1]
+    assert move.player == "generator" and move.batch.fake.requires_grad and move.batch.fake.grad_fn is not None
+    critic = copy.deepcopy(task.critic)
+    loss = task.loss("generator", move.batch, None)
+    torch.testing.assert_close(loss.value, -critic(move.batch.fake).mean())
+    loss.value.backward()
+    assert all(p.grad is not None for p in task.generator.parameters())  # through the held fake's graph
+    remade = task.loss("generator", move.same_batch, None)
+    generator = copy.deepcopy(task.generator)
+    with torch.no_grad():
+        torch.testing.assert_close(remade.value, -critic(generator(move.batch.z)).mean())
+
+
+# ---- AdaLA's look-aheads -----------------------------------------------------------------------------------------
+
+def spy_losses(task):
+    """Per loss call: the player, the batch, both networks' parameters at the call, every buffer after it."""
+    calls = []
+    original = task.loss
+
+    def loss(player, batch, carry):
+        at = (params(task.critic), params(task.generator))
+        result = original(player, batch, carry)
+        calls.append({"player": player, "batch": batch, "critic": at[0], "generator": at[1],
+                      "buffers": buffers(task.critic, task.generator)})
+        return result
+
+    task.loss = loss
+    return calls
+
+
+ADALA_LR = 1e-2  # larger than the as-run 2e-4, so θ' is far from θ
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("lookahead_batch", ["next", "same"])
+def test_critic_lookahead_at_tentative_parameters_leaves_generator_buffers_and_fakes(make_task, kind,
+                                                                                     lookahead_batch):
+    task = make_task(kind)
+    spec = gan_spec("adala", lr=ADALA_LR)
+    trainer = make_trainer(task, spec, lookahead_batch=lookahead_batch)
+    batches = task.train_batches(0)
+    critic_move = task.moves(batches, 3)[0]
+    fake = critic_move.batch.fake
+    fake_before = fake.clone()
+    theta, generator_before = params(task.critic), params(task.generator)
+    gradients = capture_gradients(trainer.optimizers["critic"])
+    calls = spy_losses(task)
+
+    trainer._step(critic_move, None, epoch=0)
+
+    assert [c["player"] for c in calls] == ["critic", "critic"]
+    real, lookahead = calls
+    assert all_equal(real["critic"], theta)
+    expected = [adala_tentative(t, g, ADALA_LR, (0.5, 0.999), 1e-12) for t, g in zip(theta, gradients[0])]
+    for at, want in zip(lookahead["critic"], expected):
+        torch.testing.assert_close(at, want, rtol=1e-5, atol=1e-8)
+    # every tensor moved but WGAN-GP's head bias, whose gradient −1 + 1 (real and fake means) is 0
+    assert [torch.equal(at, start) for at, start in zip(lookahead["critic"], theta)] == \
+        [name == "linear.bias" for name, _ in task.critic.named_parameters()]
+    # G fixed: its parameters, the fakes and the real batch are the step's
+    assert all_equal(lookahead["generator"], generator_before) and all_equal(params(task.generator), generator_before)
+    assert lookahead["batch"] is real["batch"] and lookahead["batch"].fake is fake and torch.equal(fake, fake_before)
+    # every buffer of both networks is as the real pass left it; the parameters moved, and not to θ'
+    assert all_equal(buffers(task.critic, task.generator), real["buffers"])
+    after = params(task.critic)
+    assert any(not torch.equal(a, t) for a, t in zip(after, theta))
+    assert any(not torch.equal(a, l) for a, l in zip(after, lookahead["critic"]))
+    if kind == "wgan":
+        assert all(p.abs().max() <= 0.01 for p in after)
+        assert any(p.abs().max() > 0.01 for p in lookahead["critic"])  # the clamp is not applied inside the look-ahead
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("lookahead_batch", ["next", "same"])
+def test_generator_lookahead_remakes_g_at_tentative_parameters(make_task, kind, lookahead_batch):
+    task = make_task(kind)
+    trainer = make_trainer(task, gan_spec("adala", lr=ADALA_LR), lookahead_batch=lookahead_batch)
+    batches = task.train_batches(0)
+    critic_move, generator_move = task.moves(batches, 5)
+    assert tracked(task.generator) == 1  # moves made G(z) once, in train mode
+    trainer._step(critic_move, None, epoch=0)
+    theta, critic_before = params(task.generator), params(task.critic)
+    generator_buffers = buffers(task.generator)
+    gradients = capture_gradients(trainer.optimizers["generator"])
+    forwards = []
+    hook = task.generator.register_forward_pre_hook(
+        lambda module, inputs: forwards.append((inputs[0].clone(), params(module))))
+    calls = spy_losses(task)
+
+    trainer._step(generator_move, None, epoch=0)
+    hook.remove()
+
+    real, lookahead = calls
+    assert real["batch"] is generator_move.batch and real["batch"].fake is not None  # the held fake, as netD(fake)
+    # one G forward in the whole move: the look-ahead's, at θ', on z_5 (same) or z_6 (next)
+    assert len(forwards) == 1
+    z, at = forwards[0]
+    assert torch.equal(z, batches.noise(5 if lookahead_batch == "same" else 6))
+    assert lookahead["batch"].fake is None
+    expected = [adala_tentative(t, g, ADALA_LR, (0.5, 0.999), 1e-12) for t, g in zip(theta, gradients[0])]
+    for value, want, start in zip(at, expected, theta):
+        torch.testing.assert_close(value, want, rtol=1e-5, atol=1e-8)
+        assert not torch.equal(value, start)  # every tensor of G moved to θ'
+    # the critic is untouched, G's statistics are still those of the one forward in moves, the critic's those of
+    # the real pass; G's parameters moved (not to θ')
+    assert all_equal(params(task.critic), critic_before) and all_equal(lookahead["critic"], critic_before)
+    assert all_equal(buffers(task.generator), generator_buffers) and tracked(task.generator) == 1
+    assert all_equal(buffers(task.critic, task.generator), real["buffers"])
+    after = params(task.generator)
+    assert any(not torch.equal(a, t) for a, t in zip(after, theta))
+    assert any(not torch.equal(a, v) for a, v in zip(after, at))
+
+
+def test_the_next_generator_lookahead_wraps_to_the_first_z(make_task):
+    task = make_task(batch_size=5)  # 6 batches: generator steps at 0 and 5, and 5 is the last
+    batches = task.train_batches(0)
+    generator_move = task.moves(batches, 5)[1]
+    assert torch.equal(generator_move.next_batch.z, batches.noise(0))
+    assert torch.equal(generator_move.same_batch.z, batches.noise(5)) and generator_move.same_batch.fake is None
+
+
+# ---- resume ----------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kind, name", [("wgan", "adala"), ("wgan_gp", "adala")])
+def test_resume_after_an_interrupted_epoch_is_bit_for_bit(make_task, kind, name):
+    fid = FidSettings(dims=64, every=1, curve_samples=4, final_samples=6)
+    trainer = make_trainer(make_task(kind, epochs=3, fid=fid), gan_spec(name), epochs=3)
+    for progress, _, artifacts in trainer.fit(Progress()):
+        pass
+    straight, straight_artifacts = final_state(trainer, progress), artifacts
+    assert [("fid_curve" in r, "fid" in r) for r in progress.metrics] == [(True, False), (True, False), (False, True)]
+
+    first = make_trainer(make_task(kind, epochs=3, fid=fid), gan_spec(name), epochs=3)
+    for progress, state, _ in first.fit(Progress()):
+        if progress.epoch == 2:
+            break  # epoch 2 was interrupted: resume from the checkpoint written after epoch 1
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    second_task = make_task(kind, epochs=3, fid=fid, init_seed=12345)  # other initial weights: the checkpoint wins
+    second = make_trainer(second_task, gan_spec(name), epochs=3)
+    progress = second.load_state_dict(torch.load(io.BytesIO(buffer.getvalue()), weights_only=False))
+    assert progress.epoch == 2
+    for progress, _, artifacts in second.fit(progress):
+        pass
+    assert_same(final_state(second, progress), straight)
+    assert artifacts == straight_artifacts
+
+
+# ---- FID and artifacts -----------------------------------------------------------------------------------------
+
+def test_fid_rows_at_the_right_epochs_with_the_weights_label(make_task, monkeypatch):
+    task = make_task(epochs=5, fid=FidSettings(dims=64, every=2, curve_samples=4, final_samples=6))
+    measured = []
+    original = task.fid_meter.__call__
+    monkeypatch.setattr(task, "fid_meter", lambda generator, samples, seed, epoch: measured.append((samples, epoch))
+                        or original(generator, samples, seed, epoch))
+    monkeypatch.setattr(task.fid_meter, "real_weights", False, raising=False)
+    rows = {epoch: task.evaluate(epoch) for epoch in range(5)}
+    assert rows[0] == rows[2] == {}
+    assert set(rows[1]) == set(rows[3]) == {"fid_curve", "fid_real_weights"}
+    assert set(rows[4]) == {"fid", "fid_real_weights"}  # the last epoch: the protocol's FID, with final_samples
+    assert measured == [(4, 1), (4, 3), (6, 4)]
+    assert all(row["fid_real_weights"] == 0.0 for row in rows.values() if row)
+    assert all(math.isfinite(v) and v > 0 for row in rows.values() for k, v in row.items() if k != "fid_real_weights")
+    assert task.evaluate(4) == rows[4]  # the fakes are a function of (seed, epoch)
+    assert task.generator.training
+    assert make_task(epochs=5, fid=SMALL_FID).fid_epoch(3) is None  # every = 0: only the final FID
+
+
+def test_real_statistics_are_the_resized_train_images_cached_once(make_task, data, stats_dir, monkeypatch):
+    fid = FidSettings(dims=64, final_samples=6, real_images=10)
+    task = make_task(fid=fid)
+    files = list(stats_dir.glob("fid-real-paper64-n10-d64-*.npz"))
+    assert len(files) == 1
+    meter = task.fid_meter
+    features = meter.features.features(paper_preprocess(to_unit_range(resize_like_pil(data.train_images[:10], 64))))
+    mu, sigma = activation_statistics(features)
+    np.testing.assert_allclose(meter.real_stats[0], mu, rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(meter.real_stats[1], sigma, rtol=1e-6, atol=1e-9)
+    monkeypatch.setattr(gan_fid.GeneratorFid, "_statistics", lambda self, batches: pytest.fail("recomputed"))
+    again = make_task(fid=fid)
+    assert np.array_equal(again.fid_meter.real_stats[1], meter.real_stats[1])
+    with pytest.raises(FIDError, match="task.fid.real_images=27 is more than the 26 training images"):
+        make_task(fid=FidSettings(dims=64, real_images=27))
+    with pytest.raises(ValueError, match="task.fid.dims=100 is not allowed"):
+        FidSettings(dims=100)
+
+
+def test_artifacts_are_png_grids_at_the_right_names(make_task):
+    task = make_task(epochs=3)
+    before = buffers(task.generator)
+    first = task.artifacts(0)
+    assert list(first) == ["samples/epoch_000.png"]
+    last = task.artifacts(2)
+    assert sorted(last) == ["samples/epoch_002.png", "samples/final.png"]
+    assert last["samples/final.png"] == last["samples/epoch_002.png"] == first["samples/epoch_000.png"]
+    assert SAMPLES_FILE in last  # where the report's sample figure reads it
+    image = Image.open(io.BytesIO(first["samples/epoch_000.png"]))
+    assert first["samples/epoch_000.png"][:8] == b"\x89PNG\r\n\x1a\n"
+    assert image.format == "PNG" and image.size == (8 * 66 + 2, 8 * 66 + 2)  # 8 x 8 of 64 px, padding 2
+    assert task.generator.training and all_equal(buffers(task.generator), before)
+    assert make_task(epochs=3, seed=1).artifacts(0)["samples/epoch_000.png"] != first["samples/epoch_000.png"]
+
+
+def test_a_missing_weights_file_fails_at_construction_in_one_line(make_task, tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty"))
+    with pytest.raises(FIDError) as error:
+        make_task()
+    message = str(error.value)
+    assert "\n" not in message and fid_module.WEIGHTS_FILE in message
+    assert str(tmp_path / "empty" / "hub" / "checkpoints") in message

@@ -1,0 +1,58 @@
+"""Overrides are read by Hydra's parser: adala-train, adala-plan and adala-sweep take the same sweep syntax, and a
+sweep's jobs are Hydra's basic sweeper's, experiment included."""
+
+from __future__ import annotations
+
+import pytest
+
+from adala_bench.config import ConfigError
+from adala_bench.overrides import check_groups, override_args, sweep_jobs
+from adala_bench.sweeps import sweep_cells
+
+
+def test_choice_glob_range_and_commas_expand_as_hydra_expands_them():
+    jobs = sweep_jobs(["optimizer=choice(adam,sgd)", "task=glob(cifar10_v*)", "seed=range(0,2)"])
+    assert jobs == [["optimizer=adam", "task=cifar10_vgg11", "seed=0"], ["optimizer=adam", "task=cifar10_vgg11", "seed=1"],
+                    ["optimizer=sgd", "task=cifar10_vgg11", "seed=0"], ["optimizer=sgd", "task=cifar10_vgg11", "seed=1"]]
+    assert len(sweep_jobs(["task=glob(*,exclude=gan_*)", "optimizer=adam,sgd"])) == 6 * 2
+
+
+def test_an_experiments_params_cross_with_the_command_line_which_replaces_a_swept_key():
+    table2 = sweep_jobs(["+experiment=table2", "seed=0,1"])
+    assert len(table2) == 3 * 10 * 2 and table2[0] == ["task=cifar10_vgg11", "optimizer=fromage",
+                                                       "+experiment=table2", "seed=0"]
+    only_adam = sweep_jobs(["+experiment=table2", "optimizer=adam"])
+    assert [job[:2] for job in only_adam] == [[f"task={t}", "optimizer=adam"] for t in
+                                              ("cifar10_vgg11", "cifar10_resnet34", "cifar10_densenet121")]
+
+
+def test_hydras_own_overrides_change_how_a_sweep_runs_not_its_runs():
+    assert sweep_jobs(["task=gan_wgan", "hydra/launcher=submitit_local", "hydra.sweep.dir=x"]) == [["task=gan_wgan"]]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["task=cifar10_vgg12"], "unknown task 'cifar10_vgg12'; allowed: cifar10_densenet121, cifar10_resnet34, "),
+    (["optimizer=choice(adam,lamb)"], "unknown optimizer 'lamb'; allowed: adabelief, "),
+    (["profile=tiny"], "unknown profile 'tiny'; allowed: fast, paper, smoke"),
+    (["+experiment=table9"], "unknown experiment 'table9'; allowed: search_cifar10, "),
+    (["optimizer=choice(adam"], "cannot read the override 'optimizer=choice(adam'"),
+    (["seed=interval(0,1)"], "BasicSweeper does not support sweep type : INTERVAL_SWEEP"),
+])
+def test_bad_overrides_are_one_line(args, message):
+    with pytest.raises(ConfigError) as error:
+        sweep_jobs(args)
+    assert message in str(error.value) and "\n" not in str(error.value)
+
+
+def test_only_overrides_are_checked_among_adala_trains_arguments():
+    assert override_args(["--multirun", "-cd", "somewhere", "a=b", "--cfg", "job", "c=d", "-m"]) == ["a=b", "c=d"]
+    check_groups(override_args(["--multirun", "task=cifar10_vgg11", "hydra/launcher=submitit_local"]))
+
+
+def test_one_cell_per_composed_config_with_its_seeds_and_its_sweep_values():
+    cells = sweep_cells(["+experiment=search_ptb", "task=ptb_lstm1", "optimizer=sgd,adam", "seed=range(0,3)"])
+    assert [(c.optimizer, c.variant, c.seeds) for c in cells[:2]] == [
+        ("sgd", "lr_scale=0.1", [0, 1, 2]), ("sgd", "lr_scale=0.3", [0, 1, 2])]
+    assert len(cells) == 2 * 5 and cells[0].root.name == "search"
+    assert cells[0].run.optimizer.hparams["lr"] == pytest.approx(3.0)  # 30 × 0.1: the lr the run is named by
+    assert [c.seeds for c in sweep_cells(["task=cifar10_vgg11"])] == [[0]]  # the config's seed when none is given
