@@ -1,7 +1,9 @@
 """Loading and tabulating 10,000 synthetic runs × 200 epochs (goal: under 10 s on this CPU).
 
 Writes the run directories to a temporary folder (not timed), then times, on the same files:
-- report: adala_bench.report's bulk loader + selection + Tables 2-4 (cells and Markdown/LaTeX);
+- report: adala_bench.report's bulk loader + selection + Tables 2-4 (cells, with each cell's run directories and
+  epochs, and Markdown/LaTeX);
+- the cross-task view on that frame (ranks, performance profile, time to AdaBelief's final value), shown apart;
 - baseline: the plain way (yaml config, status JSON, json.loads per metrics line, one DataFrame), followed by
   the same tabulation.
 Both must give the same table cells.
@@ -23,6 +25,7 @@ import pandas as pd
 import yaml
 
 from adala_bench.catalog import OPTIMIZER_ORDER, TABLES, TASKS, default_reference_dir
+from adala_bench.report.crosstask import performance_profile, profile_ratios, rank_table, ranks, time_to_target
 from adala_bench.report.load import RUN_COLUMNS, find_run_dirs, load_runs
 from adala_bench.report.reference import paper_values
 from adala_bench.store import CONFIG_FILE as CONFIG
@@ -103,6 +106,13 @@ def tabulate(frame: pd.DataFrame, paper: pd.DataFrame) -> pd.DataFrame:
     return cells
 
 
+def cross_task(frame: pd.DataFrame, cells: pd.DataFrame) -> pd.DataFrame:
+    """The page's cross-task view: ranks, the performance profile and time-to-target (on the whole frame)."""
+    rank_table(ranks(cells))
+    performance_profile(profile_ratios(cells))
+    return time_to_target(frame, choose_hparams(run_values(frame, "paper")))
+
+
 def timed(function, *args):
     """(wall seconds, CPU seconds of this process, all threads), result."""
     wall, cpu = time.perf_counter(), time.process_time()
@@ -125,6 +135,7 @@ def main() -> None:
         paper = paper_values(default_reference_dir())
         (load_s, load_cpu), frame = timed(load_runs, root)
         (table_s, table_cpu), cells = timed(tabulate, frame, paper)
+        (cross_s, cross_cpu), ttt = timed(cross_task, frame, cells)
         (base_load_s, _), base_frame = timed(baseline_load, root)
         (base_table_s, _), base_cells = timed(tabulate, base_frame, paper)
         same = np.allclose(cells["mean"], base_cells["mean"], equal_nan=True) and cells["n"].equals(base_cells["n"])
@@ -138,6 +149,8 @@ def main() -> None:
               f"(cpu {load_cpu + table_cpu:.2f} s; baseline {base_total:.2f} s) ratio {total / base_total:.2f} "
               f"(goal: under 10 s, {'met' if total < 10 else 'NOT met'}; load average "
               f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores); tables identical to baseline: {same}")
+        print(f"report cross-task view (ranks, performance profile, time-to-target over {len(ttt)} cells): "
+              f"{cross_s:.2f} s (cpu {cross_cpu:.2f} s); load+tabulate+cross-task {total + cross_s:.2f} s")
     finally:
         if args.keep is None:
             shutil.rmtree(root, ignore_errors=True)

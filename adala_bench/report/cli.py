@@ -1,34 +1,46 @@
-"""adala-report: the paper's Tables 2-4, AdaLA-vs-AdaBelief statistics, the compute-matched view and the figures,
-built only from run directories."""
+"""adala-report: the report page (index.md and a self-contained index.html): AdaLA against AdaBelief in every
+cell, the cross-task view, the paper's Tables 2-4, the figures and the compute-matched view, built only from run
+directories; each part also as its own file."""
 from __future__ import annotations
 
 import argparse
 import sys
 from pathlib import Path
 
-import pandas as pd
-
 from adala_bench.cli import OneLineParser
 from adala_bench.catalog import TABLES, default_reference_dir
 from adala_bench.config import options
-from .figures import X_AXES, write_figures
+from .crosstask import rank_table
+from .explain import SPELLING, ExplainError, explain
+from .figures import X_AXES, write_crosstask_figures, write_figures
+from .index import page_blocks, write_page
 from .load import load_runs
-from .matched import compute_matched, render_matched_markdown
+from .matched import render_matched_markdown
 from .reference import paper_values, published_curves
+from .results import Results, compute
 from .search import search_table
 from .search_output import emit_best, write_search
 from .select import RULES, choose_hparams, run_values
-from .stats import adala_vs_adabelief, render_comparison_markdown
-from .tables import build_cells, render_latex, render_markdown, render_missing
+from .stats import render_comparison_markdown
+from .tables import render_latex, render_markdown, render_missing
 
 EPILOG = """\
+The page, results/report/index.md (and index.html, the same page with its figures embedded: one file that opens
+in any browser, offline): AdaLA against AdaBelief in every cell (difference, 95% CI, n, verdict) and what the runs
+can and cannot support; the cross-task view (ranks, performance profile, time to AdaBelief's final value); Tables
+2-4 beside the paper with their figures; the compute-matched view; what is missing or flagged.
+
 A table cell is (table, model column, optimizer). When a cell has runs of several hparams tags, it uses the runs
 of ONE tag: the tag with the most completed seeds (ties: the lexicographically first); the others are listed in
 missing.md and under the table. Mean ± sample std (ddof=1) are over that tag's completed runs only; a cell with
-diverged, running, interrupted, not started or unreadable runs, or with fewer seeds than --expected-seeds, is flagged, never
-silently averaged. Selection rules: 'paper' = best test value over epochs for CIFAR-10 and PTB (selected on the
-test set, as the reference did) and final-epoch FID; 'clean' = final-epoch value, or the test value at the best
-validation epoch where the runs logged val_acc / val_ppl.
+diverged, running, interrupted, not started or unreadable runs, or with fewer seeds than --expected-seeds, is
+flagged, never silently averaged. Selection rules: 'paper' = best test value over epochs for CIFAR-10 and PTB
+(selected on the test set, as the reference did) and final-epoch FID; 'clean' = final-epoch value, or the test
+value at the best validation epoch where the runs logged val_acc / val_ppl. Each row of table2.csv, table3.csv
+and table4.csv names its run directories (run_dirs), the epoch chosen in each (epochs) and the values averaged
+(values), in seed order; --explain prints one cell's arithmetic:
+
+  adala-report --explain table3/LSTM-2layer/adala
 
 An lr search (conf/experiment/search_*.yaml, runs in results/search): --search writes search.md and search.csv, per
 (task, optimizer) the lr (and eps, where the search varied it) with the best mean best-validation value (clean)
@@ -45,21 +57,23 @@ def _positive(text: str) -> int:
     return value
 
 
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="adala-report", description=__doc__, epilog=EPILOG,
-                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--runs", type=Path, default=Path("results/runs"), help="run directories root (default: results/runs)")
-    parser.add_argument("--out", type=Path, default=Path("results/report"), help="output folder (default: results/report)")
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=Path, default=Path("results/runs"),
+                        help="run directories root (default: results/runs)")
+    parser.add_argument("--out", type=Path, default=Path("results/report"),
+                        help="output folder (default: results/report)")
     parser.add_argument("--rule", choices=RULES, default=None,
                         help="selection rule (default: paper for the tables and figures, clean for --emit-best and "
                              "the override lines of search.csv)")
-    parser.add_argument("--x", choices=list(X_AXES), default="epoch", help="x axis of the curve figures (default: epoch)")
+    parser.add_argument("--x", choices=list(X_AXES), default="epoch",
+                        help="x axis of the curve figures (default: epoch)")
     parser.add_argument("--published", action=argparse.BooleanOptionalAction, default=True,
                         help="overlay the published AdaBelief-repo curves, dashed (default: on)")
     parser.add_argument("--what", choices=("tables", "figures", "all"), default=None,
-                        help="what to write (default: all; with --search or --emit-best: only those)")
+                        help="what to write besides the page (default: all; with --search or --emit-best: only "
+                             "those)")
     parser.add_argument("--reference", type=Path, default=None,
                         help="folder with paper_tables.csv and the published curves (default: results/reference "
                              "of the checkout)")
@@ -70,6 +84,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help="which runs to tabulate: paper (the fp32 protocol, default), fast (profile=fast runs and "
                              "any run with a speed switch on) or smoke (profile=smoke: synthetic data, tiny networks); "
                              "runs of different profiles are never averaged together")
+    parser.add_argument("--explain", default=None, metavar="CELL",
+                        help=f"print how one table cell is made and write nothing: CELL is {SPELLING} (tableN, the "
+                             "model column as the table shows it, the optimizer as runs name it). Prints the "
+                             "selection rule, each run directory with its chosen epoch, value and metrics.jsonl "
+                             "line, the mean and sample-std (ddof=1) arithmetic, and the paper's value with its line "
+                             "in paper_tables.csv; --rule, --profile, --runs and --expected-seeds apply")
     parser.add_argument("--search", action="store_true",
                         help="write search.md and search.csv: the lr each rule picks per (task, optimizer) in an lr "
                              "search (conf/experiment/search_*.yaml)")
@@ -79,27 +99,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def write_tables(frame: pd.DataFrame, runs: pd.DataFrame, paper: pd.DataFrame, out: Path, rule: str,
-                 expected_seeds: int | None = None, runs_csv: bool = False) -> list[Path]:
-    """Tables 2-4 (md, tex, csv), adala_vs_adabelief, compute_matched, missing.md, selected_runs.csv."""
+def write_tables(results: Results, out: Path, runs_csv: bool = False) -> list[Path]:
+    """Tables 2-4 (md, tex, csv), adala_vs_adabelief, compute_matched, the cross-task CSVs, missing.md,
+    selected_runs.csv (and runs.csv, the long frame, when asked)."""
     out.mkdir(parents=True, exist_ok=True)
-    cells = build_cells(runs, paper, rule, expected_seeds)
+    cells, rule = results.cells, results.rule
     texts: dict[str, str] = {}
     for table in TABLES:
         name = table.lower()
         texts[f"{name}.md"] = render_markdown(cells, table)
         texts[f"{name}.tex"] = render_latex(cells, table)
         texts[f"{name}.csv"] = cells[cells["table"] == table].to_csv(index=False)
-    comparison = adala_vs_adabelief(runs, cells)
-    texts["adala_vs_adabelief.md"] = render_comparison_markdown(comparison, rule)
-    texts["adala_vs_adabelief.csv"] = comparison.to_csv(index=False)
-    matched = compute_matched(frame, runs, rule)
-    texts["compute_matched.md"] = render_matched_markdown(matched, rule)
-    texts["compute_matched.csv"] = matched.to_csv(index=False)
-    texts["missing.md"] = render_missing(cells, runs)
-    texts["selected_runs.csv"] = runs.assign(rule=rule).to_csv(index=False)
+    texts["adala_vs_adabelief.md"] = render_comparison_markdown(results.comparison, rule)
+    texts["adala_vs_adabelief.csv"] = results.comparison.to_csv(index=False)
+    texts["compute_matched.md"] = render_matched_markdown(results.matched, rule)
+    texts["compute_matched.csv"] = results.matched.to_csv(index=False)
+    texts["ranks.csv"] = rank_table(results.ranks).to_csv(index=False)
+    texts["performance_profile.csv"] = results.performance.to_csv(index=False)
+    texts["performance_ratios.csv"] = results.ratios.to_csv(index=False)
+    texts["time_to_target.csv"] = results.time_to_target.to_csv(index=False)
+    texts["missing.md"] = render_missing(cells, results.runs)
+    texts["selected_runs.csv"] = results.runs.assign(rule=rule).to_csv(index=False)
     if runs_csv:
-        texts["runs.csv"] = frame.to_csv(index=False)
+        texts["runs.csv"] = results.frame.to_csv(index=False)
     written = []
     for name, text in texts.items():
         (out / name).write_text(text)
@@ -107,26 +129,11 @@ def write_tables(frame: pd.DataFrame, runs: pd.DataFrame, paper: pd.DataFrame, o
     return written
 
 
-INDEX_SECTIONS = {
-    "Tables": ("table",),
-    "Statistics": ("adala_vs_adabelief", "compute_matched"),
-    "Missing and flagged": ("missing",),
-    "lr search": ("search",),
-    "Figures": ("fig",),
-    "Data": ("selected_runs", "runs"),
-}
-
-
-def write_index(out: Path) -> Path:
-    """index.md linking every report file present in `out`."""
-    files = sorted(p.name for p in out.iterdir() if p.is_file() and p.name != "index.md")
-    lines = ["# adala-bench report", ""]
-    for section, prefixes in INDEX_SECTIONS.items():
-        members = [f for f in files if f.split(".")[0].startswith(prefixes)]
-        if members:
-            lines += [f"## {section}", ""] + [f"- [{f}]({f})" for f in members] + [""]
-    (out / "index.md").write_text("\n".join(lines))
-    return out / "index.md"
+def report_files(out: Path) -> list[str]:
+    """The files in `out` the page's file list links to (the page itself left out)."""
+    if not out.is_dir():
+        return []
+    return sorted(p.name for p in out.iterdir() if p.is_file() and not p.name.startswith("index."))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -135,15 +142,24 @@ def main(argv: list[str] | None = None) -> int:
     reference = args.reference or default_reference_dir()
     if not args.runs.is_dir():
         parser.error(f"runs directory '{args.runs}' does not exist")
-    searching = args.search or args.emit_best is not None
+    searching = (args.search or args.emit_best is not None) and args.explain is None
     what = args.what or ("none" if searching else "all")
-    if what != "none":
+    if what != "none" or args.explain is not None:
         try:
             paper = paper_values(reference)
         except FileNotFoundError as error:
             parser.error(str(error))
     frame = load_runs(args.runs)
     frame = frame[frame["profile"] == args.profile]
+    rule = args.rule or "paper"
+    if args.explain is not None:
+        results = compute(frame, choose_hparams(run_values(frame, rule)), paper, rule, args.profile, args.runs,
+                          args.expected_seeds)
+        try:
+            sys.stdout.write(explain(results, args.explain, reference))
+        except ExplainError as error:
+            parser.error(str(error))
+        return 0
     written: list[Path] = []
     if searching:
         search_rule = args.rule or "clean"
@@ -158,18 +174,26 @@ def main(argv: list[str] | None = None) -> int:
                 parser.error(f"cannot write --emit-best file '{args.emit_best}' ({error.strerror})")
             written.append(args.emit_best)
     if what != "none":
-        rule = args.rule or "paper"
-        runs = choose_hparams(run_values(frame, rule))
+        results = compute(frame, choose_hparams(run_values(frame, rule)), paper, rule, args.profile, args.runs,
+                          args.expected_seeds)
+        figures: set[str] | None = None
+        notes: list[str] = []
         if what in ("tables", "all"):
-            written += write_tables(frame, runs, paper, args.out, rule, args.expected_seeds, args.runs_csv)
+            written += write_tables(results, args.out, args.runs_csv)
         if what in ("figures", "all"):
             published = published_curves(reference) if args.published else None
-            figures, notes = write_figures(frame, runs, paper, args.out, args.x, published)
-            written += figures
+            drawn, notes = write_figures(frame, results.runs, paper, args.out, args.x, published)
+            cross, cross_notes = write_crosstask_figures(results.performance, len(results.tasks),
+                                                         results.time_to_target, args.out)
+            drawn, notes = drawn + cross, notes + cross_notes
+            written += drawn
+            figures = {p.name for p in drawn}
             for note in notes:
                 print(f"adala-report: note: {note}", file=sys.stderr)
-    if args.search or what != "none":
-        written.append(write_index(args.out))
+        written += write_page(page_blocks(results, figures, notes, report_files(args.out), args.x), args.out)
+    elif args.search and not (args.out / "index.md").exists():
+        # Only the lr search: a page listing its files, unless a full report's page is there already (kept).
+        written += write_page(page_blocks(None, None, [], report_files(args.out)), args.out)
     for path in written:
         print(path)
     return 0

@@ -247,3 +247,105 @@ def write_figures(
                 fig.savefig(out / (name + suffix), dpi=150)
                 written.append(out / (name + suffix))
     return written, notes
+
+
+# --- the cross-task view -------------------------------------------------------------------------------------
+
+CROSS_FIGURES = {"profile": "fig6_performance_profile", "time_to_target": "fig7_time_to_target"}
+
+
+def profile_figure(profile: pd.DataFrame, tasks: int) -> Figure | None:
+    """The performance profile (crosstask.performance_profile) as step curves over a log tau axis; None when no
+    optimizer has a value."""
+    optimizers = [c for c in profile.columns if c != "tau"]
+    if not optimizers:
+        return None
+    taus = profile["tau"].to_numpy(dtype=float)
+    right = max(1.5, float(taus.max()) * 1.15)
+    fig = Figure(figsize=(7.5, 4.5), layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    for i, optimizer in enumerate(o for o in optimizer_rows(optimizers) if o in optimizers):
+        fractions = profile[optimizer].to_numpy(dtype=float)
+        # Drawn to the right edge; each later curve a little thinner, so curves that coincide all stay visible.
+        ax.step(np.r_[taus, right], np.r_[fractions, fractions[-1]], where="post", color=colour(optimizer),
+                lw=max(1.0, 3.4 - 0.3 * i), label=optimizer_label(optimizer))
+    ax.set_xscale("log")
+    ax.set_xlim(1.0, right)
+    ax.xaxis.set_major_formatter(ScalarFormatter())
+    ax.xaxis.set_minor_formatter(ScalarFormatter())
+    ax.tick_params(axis="x", which="minor", labelsize=7)
+    ax.set_ylim(-0.02, 1.06)
+    ax.set_xlabel("τ: within this factor of the best value on the task (cost = error rate, perplexity, FID)")
+    ax.set_ylabel(f"fraction of the {tasks} task{'s' if tasks != 1 else ''}")
+    ax.set_title("Performance profile: higher and further left is better")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
+    return fig
+
+
+def time_to_target_figure(ttt: pd.DataFrame) -> Figure | None:
+    """Per task, each optimizer's mean gradient evaluations and wall time to reach AdaBelief's final value, as a
+    multiple of AdaBelief's own (log axis; 1 = as fast as AdaBelief); × where no run reached it, k/n over a bar
+    where only k of its n runs did. None without a target."""
+    if ttt.empty:
+        return None
+    models = list(dict.fromkeys(ttt["model"]))
+    optimizers = [o for o in optimizer_rows(ttt["optimizer"].unique()) if (ttt["optimizer"] == o).any()]
+    width = 0.8 / len(optimizers)
+    fig = Figure(figsize=(max(7.5, 1.2 * len(models) + 3), 6.5), layout="constrained")
+    FigureCanvasAgg(fig)
+    panels = fig.subplots(2, 1, sharex=True)
+    for ax, column, what in zip(panels, ("grad_evals_vs_adabelief", "wall_s_vs_adabelief"),
+                                ("gradient evaluations", "wall time")):
+        shown = [1.0]
+        for j, optimizer in enumerate(optimizers):
+            mine = ttt[ttt["optimizer"] == optimizer].set_index("model")
+            for i, model in enumerate(models):
+                if model not in mine.index:
+                    continue
+                row = mine.loc[model]
+                x = i - 0.4 + width * (j + 0.5)
+                if row["reached"] == 0 or not np.isfinite(row[column]):
+                    ax.plot([x], [0.04], marker="x", color=colour(optimizer), transform=ax.get_xaxis_transform(),
+                            ls="")
+                    continue
+                ax.bar(x, row[column], width=width * 0.9, color=colour(optimizer), bottom=0)
+                shown.append(float(row[column]))
+                if row["reached"] < row["n"]:
+                    ax.annotate(f"{row['reached']}/{row['n']}", (x, row[column]), ha="center", va="bottom",
+                                fontsize=6, xytext=(0, 1), textcoords="offset points")
+        ax.set_yscale("log")
+        low, high = min(shown), max(shown)
+        ax.set_ylim(low / 1.6, high * 1.6)
+        ax.yaxis.set_major_formatter(ScalarFormatter())
+        ax.yaxis.set_minor_formatter(ScalarFormatter())
+        ax.tick_params(axis="y", which="minor", labelsize=7)
+        ax.axhline(1.0, color="0.3", lw=0.8, ls="--")
+        ax.set_ylabel(f"{what}\n× AdaBelief's")
+        ax.grid(alpha=0.3, axis="y")
+    panels[1].set_xticks(range(len(models)), models)
+    panels[0].set_title("Time to reach AdaBelief's final value (mean over the seeds that reach it)")
+    handles = [Line2D([], [], color=colour(o), lw=6, label=optimizer_label(o)) for o in optimizers]
+    handles.append(Line2D([], [], color="0.3", marker="x", ls="", label="no run reached it"))
+    panels[0].legend(handles=handles, fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.0), frameon=False)
+    return fig
+
+
+def write_crosstask_figures(profile: pd.DataFrame, tasks: int, ttt: pd.DataFrame,
+                            out: Path) -> tuple[list[Path], list[str]]:
+    """The performance profile and time-to-target figures, as PNG and PDF; the files written and what was not."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    figures = {CROSS_FIGURES["profile"]: (profile_figure(profile, tasks), "no optimizer has a value on any task"),
+               CROSS_FIGURES["time_to_target"]: (time_to_target_figure(ttt), "no task has an AdaBelief run to set "
+                                                                               "the target")}
+    written, notes = [], []
+    for name, (fig, why_not) in figures.items():
+        if fig is None:
+            notes.append(f"{name} not drawn: {why_not}")
+            continue
+        for suffix in (".png", ".pdf"):
+            fig.savefig(out / (name + suffix), dpi=150)
+            written.append(out / (name + suffix))
+    return written, notes

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from adala_bench.catalog import TASKS, optimizer_label, optimizer_rows
+from .page import Block, Heading, Table, Text, to_markdown
 from .select import run_values
 
 BUDGETS = {"grad_evals": "gradient evaluations", "wall_s": "wall seconds"}
@@ -68,36 +69,36 @@ def _fmt(mean: float, std: float, n: int) -> str:
     return f"{mean:.2f} ± {spread} (n={n})"
 
 
-def render_matched_markdown(matched: pd.DataFrame, rule: str) -> str:
-    lines = [
-        f"## Compute-matched view (rule `{rule}`)",
-        "",
-        "Per task, every optimizer is cut at the same budget: the smallest final number of gradient evaluations "
-        "(AdaLA counts 2 per step) and, separately, the smallest final wall time among the optimizers; the "
-        "selection rule is then applied to each run's curve up to the budget. Mean ± sample std over the runs "
-        "the table cell averages. '–' where no value was measured within the budget (e.g. FID only at the end).",
-    ]
+MATCHED_NOTE = (
+    "Per task, every optimizer is cut at the same budget: the smallest final number of gradient evaluations "
+    "(AdaLA counts 2 per step) and, separately, the smallest final wall time among the optimizers; the "
+    "selection rule is then applied to each run's curve up to the budget. Mean ± sample std over the runs "
+    "the table cell averages. '–' where no value was measured within the budget (e.g. FID only at the end)."
+)
+
+
+def matched_blocks(matched: pd.DataFrame, rule: str, level: int = 2) -> list[Block]:
+    blocks: list[Block] = [Heading(level, f"Compute-matched view (rule `{rule}`)"), Text(MATCHED_NOTE)]
     if matched.empty:
-        return "\n".join(lines + ["", "No completed runs."]) + "\n"
+        return blocks + [Text("No completed runs.")]
+    header = ["Optimizer", "full run", "final grad evals", "at grad-eval budget", "final wall s",
+              "at wall-time budget"]
     for task, part in matched.groupby("task", sort=False):
         first = part.iloc[0]
-        lines += [
-            "",
-            f"### {first['model']} ({task}, {first['metric']})",
-            "",
-            f"Budgets: {_budget(first['grad_evals_budget'], '.0f')} gradient evaluations, "
-            f"{_budget(first['wall_s_budget'], '.1f')} s wall time.",
-            "",
-            "| Optimizer | full run | final grad evals | at grad-eval budget | final wall s | at wall-time budget |",
-            "| --- | ---: | ---: | ---: | ---: | ---: |",
+        rows = [[r.label, _fmt(r.full_mean, r.full_std, r.n), _budget(r.grad_evals_final, ".0f"),
+                 _fmt(r.grad_evals_mean, r.grad_evals_std, r.grad_evals_n), _budget(r.wall_s_final, ".1f"),
+                 _fmt(r.wall_s_mean, r.wall_s_std, r.wall_s_n)] for r in part.itertuples()]
+        blocks += [
+            Heading(level + 1, f"{first['model']} ({task}, {first['metric']})"),
+            Text(f"Budgets: {_budget(first['grad_evals_budget'], '.0f')} gradient evaluations, "
+                 f"{_budget(first['wall_s_budget'], '.1f')} s wall time."),
+            Table(header, rows),
         ]
-        for r in part.itertuples():
-            lines.append(
-                f"| {r.label} | {_fmt(r.full_mean, r.full_std, r.n)} | {_budget(r.grad_evals_final, '.0f')} | "
-                f"{_fmt(r.grad_evals_mean, r.grad_evals_std, r.grad_evals_n)} | {_budget(r.wall_s_final, '.1f')} | "
-                f"{_fmt(r.wall_s_mean, r.wall_s_std, r.wall_s_n)} |"
-            )
-    return "\n".join(lines) + "\n"
+    return blocks
+
+
+def render_matched_markdown(matched: pd.DataFrame, rule: str) -> str:
+    return to_markdown(matched_blocks(matched, rule))
 
 
 def _budget(x: float, spec: str) -> str:

@@ -10,6 +10,7 @@ import pandas as pd
 from scipy import stats
 
 from adala_bench.catalog import TABLES, table_family, table_tasks
+from .page import Block, Bullets, Heading, Table, Text, to_markdown
 
 
 @dataclass(frozen=True)
@@ -90,35 +91,55 @@ def _fmt(x, spec: str = ".2f") -> str:
     return "–" if x is None or not np.isfinite(x) else format(float(x) + 0.0, spec)
 
 
-def render_comparison_markdown(comparison: pd.DataFrame, rule: str) -> str:
-    lines = [
-        f"## AdaLA against AdaBelief (rule `{rule}`)",
-        "",
-        "| Table | Model | AdaLA (n) | AdaBelief (n) | diff [95% CI] | p (Welch) | paper diff | verdict |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- |",
-    ]
+def verdict(row) -> str:
+    """What a comparison row says, in words."""
+    if row.n_adala == 0 or row.n_adabelief == 0:
+        missing = [name for name, n in (("AdaLA", row.n_adala), ("AdaBelief", row.n_adabelief)) if n == 0]
+        return f"no runs of {' and '.join(missing)}"
+    if row.ci_contains_zero is None or pd.isna(row.ci_contains_zero):
+        return "not testable (needs n ≥ 2 on both sides)"
+    if row.ci_contains_zero:
+        return "difference inside the noise (CI contains 0)"
+    better = (row.diff > 0) == row.higher_is_better
+    return f"AdaLA {'better' if better else 'worse'} (CI excludes 0)"
+
+
+COMPARISON_NOTE = (
+    "diff = mean(AdaLA) − mean(AdaBelief) over the runs each table cell averages; 95% CI by Welch–"
+    "Satterthwaite; p from Welch's t-test (scipy.stats.ttest_ind, equal_var=False). paper diff = the paper's "
+    "AdaLA − AdaBelief. Accuracy: higher is better; perplexity and FID: lower is better."
+)
+
+
+def comparison_table(comparison: pd.DataFrame, with_std: bool = False) -> Table:
+    """One row per model column: both means (n), the difference with its CI, p, the paper's difference, the
+    verdict; `with_std` adds each side's sample std."""
+    def side(mean, std, n) -> str:
+        return f"{_fmt(mean)} ± {_fmt(std)} ({n})" if with_std and n else f"{_fmt(mean)} ({n})"
+
+    rows = []
     for r in comparison.itertuples():
-        if r.ci_contains_zero is None:
-            verdict = "not testable (needs n ≥ 2 on both sides)"
-        elif r.ci_contains_zero:
-            verdict = "difference inside the noise (CI contains 0)"
-        else:
-            better = (r.diff > 0) == r.higher_is_better
-            verdict = f"AdaLA {'better' if better else 'worse'} (CI excludes 0)"
         ci = f"[{_fmt(r.ci_low, '+.2f')}, {_fmt(r.ci_high, '+.2f')}]"
-        lines.append(
-            f"| {r.table[:5]} {r.table[5:]} | {r.model} | {_fmt(r.mean_adala)} ({r.n_adala}) | "
-            f"{_fmt(r.mean_adabelief)} ({r.n_adabelief}) | {_fmt(r.diff, '+.2f')} {ci} | {_fmt(r.p_value, '.3g')} | "
-            f"{_fmt(r.paper_diff, '+.2f')} | {verdict} |"
-        )
-    lines += [
-        "",
-        "diff = mean(AdaLA) − mean(AdaBelief) over the runs each table cell averages; 95% CI by Welch–"
-        "Satterthwaite; p from Welch's t-test (scipy.stats.ttest_ind, equal_var=False). paper diff = the paper's "
-        "AdaLA − AdaBelief. Accuracy: higher is better; perplexity and FID: lower is better.",
-    ]
-    flagged = comparison[comparison["flags"] != ""]
-    if not flagged.empty:
-        lines += ["", "Flags:", ""] + [f"- {r.table[:5]} {r.table[5:]} / {r.model}: {r.flags}"
-                                       for r in flagged.itertuples()]
-    return "\n".join(lines) + "\n"
+        rows.append([f"{r.table[:5]} {r.table[5:]}", r.model, side(r.mean_adala, r.std_adala, r.n_adala),
+                     side(r.mean_adabelief, r.std_adabelief, r.n_adabelief), f"{_fmt(r.diff, '+.2f')} {ci}",
+                     _fmt(r.p_value, ".3g"), _fmt(r.paper_diff, "+.2f"), verdict(r)])
+    spread = " ± std" if with_std else ""
+    header = ["Table", "Model", f"AdaLA{spread} (n)", f"AdaBelief{spread} (n)", "diff [95% CI]", "p (Welch)",
+              "paper diff", "verdict"]
+    return Table(header, rows, align="llrrrrrl")
+
+
+def comparison_flags(comparison: pd.DataFrame) -> list[str]:
+    return [f"{r.table[:5]} {r.table[5:]} / {r.model}: {r.flags}" for r in comparison.itertuples() if r.flags]
+
+
+def comparison_blocks(comparison: pd.DataFrame, rule: str) -> list[Block]:
+    blocks: list[Block] = [Heading(2, f"AdaLA against AdaBelief (rule `{rule}`)"), comparison_table(comparison),
+                           Text(COMPARISON_NOTE)]
+    if flags := comparison_flags(comparison):
+        blocks += [Text("Flags:"), Bullets(flags)]
+    return blocks
+
+
+def render_comparison_markdown(comparison: pd.DataFrame, rule: str) -> str:
+    return to_markdown(comparison_blocks(comparison, rule))

@@ -15,11 +15,15 @@ import pandas as pd
 
 from adala_bench.catalog import TABLES, optimizer_label, optimizer_rows, table_family, table_tasks
 from adala_bench.records import STATES
+from .page import Block, Bullets, Heading, Table, Text, to_markdown
 from .select import rule_description
 
 CELL_COLUMNS = [
     "table", "task", "model", "optimizer", "label", "metric", "rule", "hparams", "n", "seeds", "expected",
     "mean", "std", "paper", "diff", "flags", "other_hparams",
+    # What the mean is made of, so a reader can go from a number to its runs: the averaged runs' directories, the
+    # epoch the rule chose in each and its value, semicolon-joined in seed order (adala-report --explain CELL).
+    "run_dirs", "epochs", "values",
 ]
 _FLAGGED_STATES = tuple(state for state in STATES if state != "completed")
 
@@ -65,19 +69,24 @@ def _cell(table: str, task, optimizer: str, runs: pd.DataFrame | None, rule: str
     cell = {
         "table": table, "task": task.name, "model": task.model, "optimizer": optimizer,
         "label": optimizer_label(optimizer), "rule": rule, "hparams": "", "n": 0, "seeds": 0,
-        "mean": math.nan, "std": math.nan, "flags": [], "other_hparams": "",
+        "mean": math.nan, "std": math.nan, "flags": [], "other_hparams": "", "run_dirs": "", "epochs": "",
+        "values": "",
     }
     if runs is None or runs.empty:
         cell["flags"].append("no runs")
         return cell
     chosen = runs[runs["chosen"]]
-    values = chosen.loc[chosen["used"], "value"].to_numpy(dtype=float)
+    used = chosen[chosen["used"]].sort_values("seed")
+    values = used["value"].to_numpy(dtype=float)
     cell.update(
         hparams=str(chosen["hparams"].iloc[0]),
         n=len(values),
         seeds=chosen["seed"].nunique(),
         mean=float(values.mean()) if len(values) else math.nan,
         std=float(values.std(ddof=1)) if len(values) >= 2 else math.nan,
+        run_dirs=";".join(used["run_dir"].astype(str)),
+        epochs=";".join(number_text(e) for e in used["epoch"]),
+        values=";".join(number_text(v) for v in values),
     )
     states = chosen["state"].astype(object)
     for state in _FLAGGED_STATES:
@@ -91,6 +100,12 @@ def _cell(table: str, task, optimizer: str, runs: pd.DataFrame | None, rule: str
     completed = (others["state"].astype(object) == "completed").groupby(others["hparams"].astype(object)).sum()
     cell["other_hparams"] = "; ".join(f"{tag} ({k} completed)" for tag, k in completed.items())
     return cell
+
+
+def number_text(x: float) -> str:
+    """A logged number exactly (shortest round-trip repr), integers without '.0'."""
+    x = float(x)
+    return str(int(x)) if x.is_integer() else repr(x)
 
 
 # --- formatting --------------------------------------------------------------------------------------------
@@ -132,15 +147,16 @@ def _caption(table: str, rule: str, expected: int) -> tuple[str, list[str]]:
     return title, [CELL_RULE_NOTE, rule_note, f"Expected seeds per cell: {expected}."]
 
 
-def render_markdown(cells: pd.DataFrame, table: str) -> str:
+def table_blocks(cells: pd.DataFrame, table: str, level: int = 2) -> list[Block]:
+    """One table as page blocks: its title, the cells beside the paper's values, the notes and the flags."""
     cells = cells[cells["table"] == table]
     rule = cells["rule"].iloc[0]
     models = [t.model for t in table_tasks(table)]
     markers, flagged, no_runs, other = _notes(cells)
     title, notes = _caption(table, rule, int(cells["expected"].iloc[0]))
     header = ["Optimizer"] + [h for m in models for h in (m, "paper", "diff")]
-    lines = [f"## {title}", "", "| " + " | ".join(header) + " |", "| --- |" + " ---: |" * (len(header) - 1)]
     by_key = {(c.optimizer, c.model): c for c in cells.itertuples()}
+    rows = []
     for optimizer in dict.fromkeys(cells["optimizer"]):
         row = [optimizer_label(optimizer)]
         for model in models:
@@ -149,15 +165,19 @@ def render_markdown(cells: pd.DataFrame, table: str) -> str:
             if (optimizer, model) in markers:
                 text += f" [{markers[(optimizer, model)]}]"
             row += [text, _number(cell.paper, "–"), _number(cell.diff, "–", signed=True)]
-        lines.append("| " + " | ".join(row) + " |")
-    lines += [""] + notes
+        rows.append(row)
+    blocks: list[Block] = [Heading(level, title), Table(header, rows)] + [Text(n) for n in notes]
     if flagged:
-        lines += ["", "Flagged cells:", ""] + [f"- {f}" for f in flagged]
+        blocks += [Text("Flagged cells:"), Bullets(flagged)]
     if no_runs:
-        lines += ["", "No runs (–): " + "; ".join(no_runs) + "."]
+        blocks.append(Text("No runs (–): " + "; ".join(no_runs) + "."))
     if other:
-        lines += ["", "Cells with runs of other hparams tags:", ""] + [f"- {o}" for o in other]
-    return "\n".join(lines) + "\n"
+        blocks += [Text("Cells with runs of other hparams tags:"), Bullets(other)]
+    return blocks
+
+
+def render_markdown(cells: pd.DataFrame, table: str) -> str:
+    return to_markdown(table_blocks(cells, table))
 
 
 _LATEX_SPECIAL = re.compile(r"([\\&%$#_{}~^])")
@@ -212,34 +232,42 @@ def render_latex(cells: pd.DataFrame, table: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def render_missing(cells: pd.DataFrame, runs: pd.DataFrame) -> str:
-    """What each table lacks: cells without runs, flagged cells, unused hparams tags, runs of unknown tasks."""
-    lines = ["# Missing and flagged", ""]
+def missing_blocks(cells: pd.DataFrame, runs: pd.DataFrame, level: int = 2, compact: bool = False) -> list[Block]:
+    """What each table lacks: cells without runs, flagged cells, unused hparams tags, runs of unknown tasks.
+    `compact`: the cells without runs one line per optimizer, not one per cell."""
+    blocks: list[Block] = []
     if runs.empty:
-        lines += ["No run directories were found.", ""]
+        blocks.append(Text("No run directories were found."))
     for table in TABLES:
         part = cells[cells["table"] == table]
         no_runs = part[part["flags"] == "no runs"]
         flagged = part[(part["flags"] != "") & (part["flags"] != "no runs")]
         other = part[part["other_hparams"] != ""]
-        lines.append(f"## {table[:5]} {table[5:]} ({table_family(table).title})")
-        lines.append("")
+        blocks.append(Heading(level, f"{table[:5]} {table[5:]} ({table_family(table).title})"))
         if no_runs.empty and flagged.empty and other.empty:
-            lines += ["Complete: every cell has its expected seeds, all completed.", ""]
+            blocks.append(Text("Complete: every cell has its expected seeds, all completed."))
             continue
         if not no_runs.empty:
-            lines += [f"No runs ({len(no_runs)} cells):", ""]
-            lines += [f"- {c.label} / {c.model}" for c in no_runs.itertuples()] + [""]
+            if compact:
+                models = no_runs.groupby("label", sort=False)["model"].agg(", ".join)
+                lines = [f"{label}: {names}" for label, names in models.items()]
+            else:
+                lines = [f"{c.label} / {c.model}" for c in no_runs.itertuples()]
+            blocks += [Text(f"No runs ({len(no_runs)} cells):"), Bullets(lines)]
         if not flagged.empty:
-            lines += ["Flagged (averaged over completed runs only):", ""]
-            lines += [f"- {c.label} / {c.model}: {c.flags} (n = {c.n})" for c in flagged.itertuples()] + [""]
+            blocks += [Text("Flagged (averaged over completed runs only):"),
+                       Bullets([f"{c.label} / {c.model}: {c.flags} (n = {c.n})" for c in flagged.itertuples()])]
         if not other.empty:
-            lines += ["Runs of other hparams tags, not in the table:", ""]
-            lines += [f"- {c.label} / {c.model}: used {c.hparams}; not used: {c.other_hparams}"
-                      for c in other.itertuples()] + [""]
+            blocks += [Text("Runs of other hparams tags, not in the table:"),
+                       Bullets([f"{c.label} / {c.model}: used {c.hparams}; not used: {c.other_hparams}"
+                                for c in other.itertuples()])]
     unknown = runs[runs["table"].isna()]
     if not unknown.empty:
-        lines += ["## Runs of tasks outside Tables 2-4 (ignored)", ""]
         counts = unknown.groupby(unknown["task"].astype(object)).size()
-        lines += [f"- {task}: {k} runs" for task, k in counts.items()] + [""]
-    return "\n".join(lines)
+        blocks += [Heading(level, "Runs of tasks outside Tables 2-4 (ignored)"),
+                   Bullets([f"{task}: {k} runs" for task, k in counts.items()])]
+    return blocks
+
+
+def render_missing(cells: pd.DataFrame, runs: pd.DataFrame) -> str:
+    return to_markdown([Heading(1, "Missing and flagged")] + missing_blocks(cells, runs))

@@ -6,7 +6,8 @@ from helpers import write_run
 
 TABLE_FILES = [f"{t}.{ext}" for t in ("table2", "table3", "table4") for ext in ("md", "tex", "csv")]
 OTHER_FILES = ["adala_vs_adabelief.md", "adala_vs_adabelief.csv", "compute_matched.md", "compute_matched.csv",
-               "missing.md", "selected_runs.csv", "index.md"]
+               "ranks.csv", "performance_profile.csv", "performance_ratios.csv", "time_to_target.csv", "missing.md",
+               "selected_runs.csv", "index.md", "index.html"]
 
 
 @pytest.fixture
@@ -30,7 +31,9 @@ def test_tables_only(runs_dir, tmp_path, capsys):
     assert table2.loc[("ResNet34", "adala"), "mean"] == 91.5 and table2.loc[("ResNet34", "adala"), "n"] == 2
     assert table2.loc[("ResNet34", "adala"), "rule"] == "paper"
     index = (out / "index.md").read_text()
-    assert all(f"[{name}]({name})" in index for name in TABLE_FILES + OTHER_FILES if name != "index.md")
+    assert all(f"[{name}]({name})" in index for name in TABLE_FILES + OTHER_FILES if not name.startswith("index."))
+    assert index.startswith("# adala-bench report\n") and "## The answer: AdaLA against AdaBelief" in index
+    assert table2.loc[("ResNet34", "adala"), "epochs"] == "1;1"  # the best epoch of each seed
 
 
 def test_clean_rule_and_figures(runs_dir, tmp_path, capsys):
@@ -77,3 +80,22 @@ def test_missing_reference_is_an_error(runs_dir, tmp_path, capsys):
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("adala-report: error: reference file") and "noref" in err
+
+
+def test_a_search_alone_keeps_the_full_page(runs_dir, tmp_path, capsys):
+    out = tmp_path / "report"
+    assert main(["--runs", str(runs_dir), "--out", str(out), "--what", "tables"]) == 0
+    page = (out / "index.md").read_text()
+    capsys.readouterr()
+    assert main(["--runs", str(runs_dir), "--out", str(out), "--search"]) == 0
+    assert capsys.readouterr().out.split() == [str(out / "search.md"), str(out / "search.csv")]
+    assert (out / "index.md").read_text() == page
+
+
+def test_explain_from_the_command_line(runs_dir, capsys):
+    assert main(["--runs", str(runs_dir), "--explain", "table2/ResNet34/adabelief"]) == 0
+    out = capsys.readouterr().out
+    # Seeds 0 and 1 peak at epoch 1 with 91 and 92 (the second line of each metrics.jsonl).
+    assert "  seed 0: epoch 1, test_acc 91\n" in out and "  seed 1: epoch 1, test_acc 92\n" in out
+    assert str(runs_dir / "cifar10_resnet34" / "adabelief" / "t" / "seed=1" / "metrics.jsonl") + ":2\n" in out
+    assert "mean = (91 + 92) / 2 = 183 / 2 = 91.5\n" in out and "paper: 95.44, from " in out

@@ -78,8 +78,10 @@ def search_runs(tmp_path_factory):
 def test_search_picks_by_validation_and_by_the_test_set(search_runs, tmp_path, capsys):
     out = tmp_path / "report"
     assert main(["--runs", str(search_runs), "--out", str(out), "--search"]) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["index.md", "search.csv", "search.md"]  # no tables, no figures
-    assert capsys.readouterr().out.split() == [str(out / n) for n in ("search.md", "search.csv", "index.md")]
+    # No tables, no figures: the search and a page listing it.
+    assert sorted(p.name for p in out.iterdir()) == ["index.html", "index.md", "search.csv", "search.md"]
+    assert capsys.readouterr().out.split() == [str(out / n) for n in ("search.md", "search.csv", "index.md",
+                                                                       "index.html")]
     cells = read_search(out)
     assert list(cells.index) == [(VGG, "adam"), (VGG, "sgd"), (VGG, "adabelief"), (VGG, "torch.optim.Adamax"),
                                  ("ptb_lstm1", "sgd"), ("ptb_lstm1", "adabelief")]

@@ -57,6 +57,7 @@ def test_adala_vs_adabelief_per_cell(tmp_path):
                                                                    {"epoch": 1, "test_acc": v}])
     write_run(tmp_path, "cifar10_vgg11", "adala", "t", 9, [{"epoch": 0, "test_acc": 10.0}], state="diverged")
     write_run(tmp_path, "gan_wgan", "adala", "t", 0, [{"epoch": 0, "fid": 80.0}])
+    write_run(tmp_path, "gan_wgan", "adabelief", "t", 0, [{"epoch": 0, "fid": 85.0}])
     runs = choose_hparams(run_values(load_runs(tmp_path), "paper"))
     cells = build_cells(runs, paper_values(REFERENCE), "paper")
     comparison = adala_vs_adabelief(runs, cells).set_index("model")
@@ -81,4 +82,6 @@ def test_adala_vs_adabelief_per_cell(tmp_path):
     row = f"| Table 2 | VGG11 | 91.17 (3) | 91.50 (2) | {diff:+.2f} [{low:+.2f}, {high:+.2f}] | {p:.3g} | +0.25 |"
     assert row in md
     assert "difference inside the noise (CI contains 0)" in md
-    assert "| Table 4 | WGAN | 80.00 (1) | – (0) |" in md and "not testable" in md
+    assert "| Table 4 | WGAN | 80.00 (1) | 85.00 (1) | -5.00 [–, –] | – | -1.66 | not testable" in md
+    assert "| Table 4 | WGAN-GP | – (0) | – (0) | – [–, –] | – | -1.97 | no runs of AdaLA and AdaBelief |" \
+        in md

@@ -1,0 +1,173 @@
+"""The cross-task view: which optimizer wins over all the tasks the runs cover, and what AdaLA's second gradient
+per step costs to get there. Pure functions on the report's frames, returning DataFrames.
+
+    ranks                each optimizer's rank in each table cell (1 = best; ties share the mean rank)
+    rank_table           the ranks wide, with each optimizer's mean rank over the tasks two or more optimizers
+                         ran, and how many of those it has a value on
+    profile_ratios       per task, each optimizer's value as a cost (lower is better) over the best cost
+    performance_profile  AlgoPerf's summary: the fraction of tasks whose ratio is within a factor tau of the best
+    time_to_target       per task, the gradient evaluations and wall time each optimizer needs to first reach
+                         AdaBelief's final value
+
+A task is one column of Tables 2-4; ranks and ratios compare cell means (the selection rule's value, over the
+runs the table averages), so they say what the tables say, across tables.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from adala_bench.catalog import FAMILIES, TASKS, optimizer_label, optimizer_rows
+
+# How each metric becomes a cost for the performance profile (lower is better, 0 is perfect): the error rate
+# for accuracy; perplexity and FID as they are.
+COSTS = {
+    "test_acc": ("error rate, 100 − accuracy (%)", lambda v: 100.0 - v),
+    "test_ppl": ("perplexity as it is", lambda v: v),
+    "fid": ("FID as it is", lambda v: v),
+}
+TARGET_OPTIMIZER = "adabelief"
+_HIGHER_IS_BETTER = {name: task.family.higher_is_better for name, task in TASKS.items()}
+RANK_COLUMNS = ["task", "model", "metric", "optimizer", "label", "value", "rank", "ranked"]
+RATIO_COLUMNS = ["task", "model", "metric", "optimizer", "label", "value", "cost", "best_cost", "ratio"]
+TARGET_COLUMNS = ["task", "model", "metric", "target", "optimizer", "label", "n", "reached", "epoch", "grad_evals",
+                  "wall_s", "grad_evals_vs_adabelief", "wall_s_vs_adabelief"]
+
+
+def _valued(cells: pd.DataFrame) -> pd.DataFrame:
+    """The cells with a mean, in task (catalog) then optimizer (paper row) order."""
+    valued = cells[(cells["n"] > 0) & cells["mean"].notna()].copy()
+    task_order = {name: i for i, name in enumerate(TASKS)}
+    row_order = {name: i for i, name in enumerate(optimizer_rows(valued["optimizer"].unique()))}
+    valued["_order"] = valued["task"].map(task_order) * 1000 + valued["optimizer"].map(row_order)
+    return valued.sort_values("_order").drop(columns="_order").reset_index(drop=True)
+
+
+def covered_tasks(cells: pd.DataFrame) -> list[str]:
+    """The tasks with at least one cell that has a value, in catalog order."""
+    return list(dict.fromkeys(_valued(cells)["task"]))
+
+
+def ranks(cells: pd.DataFrame) -> pd.DataFrame:
+    """One row per cell with a value: its rank among the optimizers with a value on that task (1 = best, ties
+    share the mean of their ranks) and how many were ranked."""
+    valued = _valued(cells)
+    if valued.empty:
+        return pd.DataFrame(columns=RANK_COLUMNS)
+    higher = valued["task"].map(_HIGHER_IS_BETTER).to_numpy(dtype=bool)
+    # Rank the cost (negated value where higher is better), so one ascending rank serves every metric.
+    cost = np.where(higher, -valued["mean"], valued["mean"])
+    grouped = pd.Series(cost).groupby(valued["task"].to_numpy())
+    out = valued[["task", "model", "metric", "optimizer", "label"]].assign(
+        value=valued["mean"], rank=grouped.rank(method="average"), ranked=grouped.transform("size"))
+    return out[RANK_COLUMNS]
+
+
+def rank_table(ranked: pd.DataFrame) -> pd.DataFrame:
+    """Optimizers (paper row order) by tasks: the rank in each, then `mean_rank` over the tasks it has a value on
+    among those where two or more optimizers were ranked (alone on a task, rank 1 says nothing), and `tasks`, how
+    many those are."""
+    if ranked.empty:
+        return pd.DataFrame(columns=["optimizer", "label", "mean_rank", "tasks"])
+    models = list(dict.fromkeys(ranked["model"]))
+    wide = ranked.pivot(index="optimizer", columns="model", values="rank")[models]
+    order = [o for o in optimizer_rows(wide.index) if o in wide.index]
+    wide = wide.loc[order]
+    contested = ranked.loc[ranked["ranked"] >= 2, "model"].unique()
+    contested = [m for m in models if m in contested]
+    wide["mean_rank"] = wide[contested].mean(axis=1) if contested else np.nan
+    wide["tasks"] = wide[contested].notna().sum(axis=1) if contested else 0
+    wide.insert(0, "label", [optimizer_label(o) for o in wide.index])
+    wide.columns.name = None
+    return wide.reset_index()
+
+
+def profile_ratios(cells: pd.DataFrame) -> pd.DataFrame:
+    """Per task and optimizer with a value: the value as a cost (COSTS), the best cost on the task, and their
+    ratio (1 for the best; where the best cost is 0, 1 for those at 0 and infinity for the rest)."""
+    valued = _valued(cells)
+    if valued.empty:
+        return pd.DataFrame(columns=RATIO_COLUMNS)
+    cost = np.array([COSTS[m][1](v) for m, v in zip(valued["metric"], valued["mean"])], dtype=float)
+    best = pd.Series(cost).groupby(valued["task"].to_numpy()).transform("min").to_numpy()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(best > 0, cost / best, np.where(cost == best, 1.0, np.inf))
+    out = valued[["task", "model", "metric", "optimizer", "label"]].assign(
+        value=valued["mean"], cost=cost, best_cost=best, ratio=ratio)
+    return out[RATIO_COLUMNS]
+
+
+def performance_profile(ratios: pd.DataFrame, tasks: int | None = None) -> pd.DataFrame:
+    """rho_o(tau) = (tasks on which o's ratio <= tau) / (tasks covered), a step function: one row per tau at
+    which any curve steps (1 and every finite ratio), a column per optimizer. A task an optimizer has no value
+    on never counts for it (AlgoPerf's convention: not reaching the target). `tasks` defaults to the tasks in
+    `ratios`."""
+    tasks = tasks or ratios["task"].nunique()
+    optimizers = [o for o in optimizer_rows(ratios["optimizer"].unique()) if (ratios["optimizer"] == o).any()]
+    finite = ratios["ratio"].to_numpy(dtype=float)
+    taus = np.unique(np.r_[1.0, finite[np.isfinite(finite)]])
+    profile = pd.DataFrame({"tau": taus})
+    for optimizer in optimizers:
+        mine = np.sort(ratios.loc[ratios["optimizer"] == optimizer, "ratio"].to_numpy(dtype=float))
+        profile[optimizer] = np.searchsorted(mine, taus, side="right") / tasks if tasks else np.nan
+    return profile
+
+
+def time_to_target(frame: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
+    """Per task with a used AdaBelief run: target = mean over those runs of their final value (the metric at the
+    last epoch that logged it); per optimizer, over the runs its table cell averages, the first epoch each run
+    reaches the target (at least it where higher is better, at most it otherwise), and the mean over the runs
+    that reach it of that epoch, of the gradient evaluations and of the wall time; `n` runs, `reached` of them.
+    `*_vs_adabelief` divides by AdaBelief's own mean. GANs: FID on `fid_curve` before the last epoch and `fid`
+    at it."""
+    used = runs[runs["used"] & runs["table"].notna()]
+    rows = frame[frame["run"].isin(used["run"])]
+    value = _metric_series(rows)
+    keep = ~np.isnan(value)
+    rows = rows.loc[keep, ["run", "task", "optimizer", "epoch", "grad_evals", "wall_s"]].assign(value=value[keep])
+    rows["task"], rows["optimizer"] = rows["task"].astype(object), rows["optimizer"].astype(object)
+    final = rows.drop_duplicates("run", keep="last")
+    targets = final[final["optimizer"] == TARGET_OPTIMIZER].groupby("task")["value"].mean()
+    if targets.empty:
+        return pd.DataFrame(columns=TARGET_COLUMNS)
+
+    target = rows["task"].map(targets).to_numpy(dtype=float)
+    higher = rows["task"].map(_HIGHER_IS_BETTER).to_numpy(dtype=bool)
+    slack = 1e-9 * np.maximum(1.0, np.abs(target))  # a mean of equal values may round a hair past them
+    reached = np.where(higher, rows["value"] >= target - slack, rows["value"] <= target + slack)
+    first = rows[reached].drop_duplicates("run", keep="first")
+
+    cell_runs = used.assign(task=used["task"].astype(object), optimizer=used["optimizer"].astype(object))
+    cell_runs = cell_runs[cell_runs["task"].isin(targets.index)]
+    counts = cell_runs.groupby(["task", "optimizer"]).size().rename("n")
+    means = first.groupby(["task", "optimizer"]).agg(
+        reached=("run", "size"), epoch=("epoch", "mean"), grad_evals=("grad_evals", "mean"),
+        wall_s=("wall_s", "mean"))
+    out = pd.concat([counts, means], axis=1).reset_index()
+    out["reached"] = out["reached"].fillna(0).astype(int)
+    for column in ("grad_evals", "wall_s"):
+        own = out[out["optimizer"] == TARGET_OPTIMIZER].set_index("task")[column]
+        out[f"{column}_vs_adabelief"] = out[column] / out["task"].map(own)
+    out["target"] = out["task"].map(targets)
+    out["model"] = out["task"].map(lambda t: TASKS[t].model)
+    out["metric"] = out["task"].map(lambda t: TASKS[t].family.metric)
+    out["label"] = out["optimizer"].map(optimizer_label)
+    task_order = {name: i for i, name in enumerate(TASKS)}
+    row_order = {name: i for i, name in enumerate(optimizer_rows(out["optimizer"].unique()))}
+    out = out.sort_values(["task", "optimizer"], key=lambda s: s.map(task_order if s.name == "task" else row_order))
+    return out[TARGET_COLUMNS].reset_index(drop=True)
+
+
+def _metric_series(rows: pd.DataFrame) -> np.ndarray:
+    """Each row's value of its task's metric; for GANs `fid` where logged (the last epoch), else `fid_curve`."""
+    value = np.full(len(rows), np.nan)
+    task = rows["task"].astype(object).to_numpy()
+    for family in FAMILIES.values():
+        mask = np.isin(task, [t.name for t in TASKS.values() if t.family is family])
+        if not mask.any() or family.metric not in rows:
+            continue
+        series = rows[family.metric].to_numpy(dtype=float)
+        if family.name == "gan" and "fid_curve" in rows:
+            series = np.where(np.isnan(series), rows["fid_curve"].to_numpy(dtype=float), series)
+        value[mask] = series[mask]
+    return value
