@@ -35,6 +35,7 @@ from adala_bench.config import CONF_DIR, ConfigError, RunConfig
 from adala_bench.overrides import check_groups, override_args
 from adala_bench.progress import EpochLog
 from adala_bench.seeding import seed_everything
+from adala_bench.slurm_logs import quiet_sacct_errors
 from adala_bench.store import FINAL_STATES, RunDir, RunStoreError
 from adala_bench.trainer import Diverged, Progress, Trainer
 
@@ -223,6 +224,10 @@ def hydra_main(cfg: DictConfig) -> str:
         print(f"adala-train: skipping: {busy}")
         return "busy"
     except ConfigError as error:
+        if os.environ.get("SUBMITIT_EXECUTOR") == "slurm":
+            # In a SLURM job the error must reach the sweep that waits for it, as the job's result (submitit writes
+            # it): an exit writes no result, and the sweep would wait for ever.
+            raise RuntimeError(f"adala-train: error: {error}") from None
         fail(error)
     finally:
         if job_log is not None:
@@ -240,6 +245,7 @@ def main() -> None:
         check_groups(override_args(sys.argv[1:]))
     except ConfigError as error:
         fail(error)
+    quiet_sacct_errors()  # a cluster without accounting: submitit's sacct errors in one line, once
     hydra_main()
 
 
