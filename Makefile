@@ -17,7 +17,7 @@ SWEEP := $(BIN)/adala-sweep --gpus $(GPUS) --per-gpu $(PER_GPU) --
 # The overrides every sweep of the paper's tables takes (quoted: range(...) is not shell syntax).
 RUN_ARGS = 'seed=$(SEEDS)' profile=$(PROFILE) data.root=$(DATA) results.root=$(RUNS)
 
-.PHONY: install test test-quick demo bench data tables figures report reproduce plan sweep clean-demo
+.PHONY: install test test-quick test-demo test-slurm demo bench data tables figures report reproduce plan sweep clean-demo
 
 install:
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,15 @@ test:
 # The inner loop: the unit tests alone (functions and modules; about a minute on 2 cores).
 test-quick:
 	$(PY) -m pytest -q tests/unit
+
+# The README's demo section as written, on a fresh copy of the checkout (minutes: CI runs it after `make test`).
+test-demo:
+	$(PY) -m pytest -q -s tests/demo
+
+# adala-train's SLURM launcher end to end on a one-node cluster on this machine, as root: the tests start it with
+# scripts/slurm_local.sh (installing slurm-wlm and munge with apt-get if missing) and stop it after (minutes).
+test-slurm:
+	ADALA_SLURM_REQUIRE=1 $(PY) -m pytest -q -s tests/slurm
 
 # CPU demo end to end: a smoke sweep of every task on synthetic data, then the report on its runs.
 demo:

@@ -93,7 +93,6 @@ def sweep_jobs(args: list[str]) -> list[list[str]]:
     own overrides, hydra.* and hydra/*, left out: they change how a sweep runs, not what its runs are)."""
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
     from hydra.errors import HydraException
-    from omegaconf import OmegaConf
 
     check_groups(args)
     with hydra_loader() as loader:

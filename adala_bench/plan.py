@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from adala_bench.cli import OneLineParser
 from adala_bench.config import ConfigError, options

@@ -8,7 +8,6 @@ figure is scripts/gpu_check.sh's.
 """
 from __future__ import annotations
 
-import sys
 import tempfile
 from pathlib import Path
 

@@ -44,7 +44,7 @@ def size_overrides(task: str, tiny: bool) -> list[str]:
     keep = {"cifar10": "data.", "gan": "data.", "ptb": "task.synthetic"}[family]
     chosen = [o for o in sizes if o.startswith(keep) or o.startswith(("task.width", "batch_size"))]
     if family == "gan":  # a cheap FID path: random Inception weights, few samples (tiny: against all 256 images)
-        chosen += ["task.fid.dims=64", "task.fid.final_samples=64"] if tiny else \
+        chosen += ["task.fid.dims=64", "task.fid.final_samples=32", "task.fid.real_images=64"] if tiny else \
             ["task.fid.dims=2048", "task.fid.final_samples=512", "task.fid.real_images=1024"]
     return chosen
 

@@ -16,7 +16,6 @@ import hashlib
 import json
 import os
 import platform
-import sys
 import tempfile
 from pathlib import Path
 

@@ -19,8 +19,9 @@ from adala_bench.trainer import Loss, Move, Player
 REPO = Path(__file__).resolve().parents[1]
 BIN = REPO / ".venv" / "bin"
 
-__all__ = ["BIN", "REPO", "Relay", "assert_same", "compose", "emitted_lines", "final_state", "interrupt_at",
-           "metrics_without_time", "read_search", "run_dir_of", "run_path", "write_run"]
+__all__ = ["BIN", "REPO", "Relay", "assert_same", "compose", "emitted_lines", "final_state", "fresh_copy",
+           "interrupt_at", "metrics_without_time", "read_search", "run_dir_of", "run_path", "section_commands",
+           "write_run"]
 
 
 def run_path(cfg) -> Path:
@@ -86,6 +87,33 @@ def read_search(out: Path):
 def emitted_lines(path: Path) -> list[str]:
     """The override lines of an --emit-best file (its comment lines left out)."""
     return [line for line in path.read_text().splitlines() if not line.startswith("#")]
+
+
+def section_commands(heading: str) -> list[str]:
+    """The lines of the first ```bash block under a README heading (a trailing `  # comment` left out)."""
+    import re
+
+    text = (REPO / "README.md").read_text()
+    section = text.split(f"\n## {heading}\n", 1)[1].split("\n## ", 1)[0]
+    block = re.search(r"```bash\n(.*?)```", section, re.S)[1]
+    return [line.split("  #")[0].strip() for line in block.splitlines() if line.strip()]
+
+
+def fresh_copy(tmp_path: Path) -> Path:
+    """The tracked files of this checkout, as a fresh clone has them, beside this checkout's virtual environment."""
+    import shutil
+    import subprocess
+
+    clone = tmp_path / "clone"
+    files = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=REPO,
+                           capture_output=True, text=True, check=True).stdout
+    for name in filter(None, files.split("\0")):
+        source = REPO / name
+        if source.is_file():
+            (clone / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, clone / name)
+    (clone / ".venv").symlink_to(REPO / ".venv")
+    return clone
 
 
 def write_run(

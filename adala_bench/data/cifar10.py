@@ -17,7 +17,7 @@ import torch
 
 from adala_bench.data import DataError, check_source
 from adala_bench.data.checksums import md5_of, read_manifest
-from adala_bench.data.staging import synthetic_matches, write_synthetic_directory
+from adala_bench.data.staging import is_synthetic_copy, synthetic_here, synthetic_matches, write_synthetic_directory
 
 BASE_FOLDER = "cifar-10-batches-py"
 SYNTHETIC_FOLDER = "synthetic"
@@ -102,6 +102,8 @@ def verify_cifar10(root: str | os.PathLike, source: str = "real") -> Path:
             raise DataError(f"CIFAR-10 not found at {directory} (missing {name}); {how}")
         actual = md5_of(path)
         if actual != expected_md5:
+            if source == "real" and is_synthetic_copy(directory):
+                raise DataError(synthetic_here(directory, "the official CIFAR-10", "adala-data verify cifar10"))
             raise DataError(f"CIFAR-10 file {path} is corrupt (md5 {actual} != {expected_md5}); "
                             f"delete it and run: {_fetch_command(root, source)}")
     return directory
@@ -164,8 +166,11 @@ def _fetch_command(root: str | os.PathLike, source: str) -> str:
 
 
 def _how_to_get(root: str | os.PathLike, source: str) -> str:
-    verb = "download" if source == "real" else "create"
-    return f"{verb} it with: {_fetch_command(root, source)}"
+    if source == "real":
+        return (f"download it with: {_fetch_command(root, source)} (offline: download {OFFICIAL_URL} by hand and "
+                f"extract it under {Path(root).expanduser()}; or try the suite on the synthetic stand-in: "
+                f"data.source=synthetic)")
+    return f"create it with: {_fetch_command(root, source)}"
 
 
 def _load_pickle(path: Path) -> dict:

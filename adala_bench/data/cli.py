@@ -4,7 +4,7 @@
     adala-data synthetic-cifar10 --root DIR [--n-train N --n-test N --seed S]
     adala-data ptb --root DIR                           download Mikolov's PTB (simple-examples.tgz) and verify it
     adala-data synthetic-ptb --root DIR [--n-train N --n-valid N --n-test N --vocab-size V --seed S]
-    adala-data verify cifar10|ptb --root DIR [--source real|synthetic]
+    adala-data verify cifar10|ptb [--root DIR] [--source real|synthetic]   (--root: data/, as the runs' default)
     adala-data inception [--random] [--torch-home DIR]  pytorch-fid's Inception weights where pytorch-fid looks
 
 Each prints the dataset directory (verify adds what it found). Errors are one line on stderr, `adala-data: error: ...`, with exit code 2.
@@ -20,6 +20,7 @@ from adala_bench.data import SOURCES, ptb
 from adala_bench.data.cifar10 import dataset_dir, download_cifar10, load_cifar10, write_synthetic_cifar10
 
 PROG = "adala-data"
+DEFAULT_ROOT = "data"  # conf/config.yaml's data.root
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -55,11 +56,11 @@ def _build_parser() -> argparse.ArgumentParser:
     verify = commands.add_parser("verify", help="check a dataset's files and checksums")
     datasets = verify.add_subparsers(dest="dataset", required=True, metavar="DATASET")
     check_cifar10 = datasets.add_parser("cifar10", help="CIFAR-10 under --root")
-    check_cifar10.add_argument("--root", required=True)
+    check_cifar10.add_argument("--root", default=DEFAULT_ROOT, help=f"the data root (default: {DEFAULT_ROOT}, as data.root)")
     check_cifar10.add_argument("--source", choices=SOURCES, default="real")
     check_cifar10.set_defaults(run=_verify_cifar10)
     check_ptb = datasets.add_parser("ptb", help="Penn TreeBank under --root")
-    check_ptb.add_argument("--root", required=True)
+    check_ptb.add_argument("--root", default=DEFAULT_ROOT, help=f"the data root (default: {DEFAULT_ROOT}, as data.root)")
     check_ptb.add_argument("--source", choices=SOURCES, default="real")
     check_ptb.set_defaults(run=_verify_ptb)
 

@@ -22,7 +22,7 @@ import torch
 
 from adala_bench.data import DataError, check_source
 from adala_bench.data.checksums import md5_of, read_manifest
-from adala_bench.data.staging import synthetic_matches, write_synthetic_directory
+from adala_bench.data.staging import is_synthetic_copy, synthetic_here, synthetic_matches, write_synthetic_directory
 
 BASE_FOLDER = "ptb"
 SYNTHETIC_FOLDER = "synthetic"
@@ -104,6 +104,8 @@ def verify_ptb(root: str | os.PathLike, source: str = "real") -> Path:
             raise DataError(f"PTB not found at {directory} (missing {name}); {how}")
         actual = md5_of(path)
         if actual != expected[name]:
+            if source == "real" and is_synthetic_copy(directory):
+                raise DataError(synthetic_here(directory, "Mikolov's PTB", "adala-data verify ptb"))
             raise DataError(f"PTB file {path} is corrupt or truncated (md5 {actual} != {expected[name]}); "
                             f"delete it and {how}")
     return directory

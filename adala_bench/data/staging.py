@@ -34,6 +34,19 @@ def write_synthetic_directory(target: Path, spec: dict, write_files: Callable[[P
     return target
 
 
+def is_synthetic_copy(directory: Path) -> bool:
+    """Whether `directory` holds a synthetic dataset written by this package: its spec file beside the data."""
+    return (Path(directory) / SYNTHETIC_SPEC).is_file()
+
+
+def synthetic_here(directory: Path, official: str, verify: str) -> str:
+    """What to say of a synthetic copy found where the official files belong."""
+    what = f"{directory} is a synthetic stand-in (its own manifest and {SYNTHETIC_SPEC}), not {official}"
+    if directory.parent.name == "synthetic":
+        return f"{what}; verify it as what it is: {verify} --root {directory.parents[1]} --source synthetic"
+    return f"{what}; put the official files there, or the stand-in under <root>/synthetic/ (data.source=synthetic)"
+
+
 def synthetic_matches(verify: Callable[[], Path], spec: dict) -> bool:
     """Whether the synthetic dataset in place verifies and was written with `spec`."""
     try:

@@ -11,12 +11,14 @@ ones. Errors are one line on stderr, `adala-fid: error: ...`, with exit code 2.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 from pathlib import Path
 
 import numpy as np
 import torch
+from pytorch_fid import fid_score
 from pytorch_fid.fid_score import IMAGE_EXTENSIONS, compute_statistics_of_path
 
 from adala_bench.cli import OneLineParser
@@ -68,8 +70,22 @@ def _statistics(path: str, count: int, features: InceptionFeatures | None, args)
             raise FIDError(f"{path} is not a statistics file with mu and sigma ({type(error).__name__}: {error})")
     # A batch larger than the folder makes pytorch-fid print a warning on stdout; the features do not change.
     batch_size = min(args.batch_size, count)
-    return compute_statistics_of_path(path, features.model, batch_size, args.dims, features.device,
-                                      _num_workers(args))
+    with _bars_only_on_a_terminal():
+        return compute_statistics_of_path(path, features.model, batch_size, args.dims, features.device,
+                                          _num_workers(args))
+
+
+@contextlib.contextmanager
+def _bars_only_on_a_terminal():
+    """pytorch-fid draws a tqdm bar per folder on stderr: kept for a person at a terminal, left out of log files."""
+    from tqdm import tqdm
+
+    original = fid_score.tqdm
+    fid_score.tqdm = lambda iterable: tqdm(iterable, disable=not sys.stderr.isatty())
+    try:
+        yield
+    finally:
+        fid_score.tqdm = original
 
 
 def _num_workers(args) -> int:

@@ -36,12 +36,10 @@ from torch.optim import Optimizer
 from adala_bench.catalog import OPTIMIZER_ORDER
 
 from .adala import AdaLA
-from .common import HparamError, check_hparams, check_types
+from .common import check_hparams, check_types
 from .fromage import Fromage
 from .msvag import MSVAG
 
-# The benchmark's ten, in the paper's row order (adala_bench.catalog is the one list).
-OPTIMIZER_NAMES = OPTIMIZER_ORDER
 
 
 class QuietAdaBound(adabound.AdaBound):
@@ -95,7 +93,7 @@ def build(name: str, params, **hparams: Any) -> Optimizer:
     if name not in _SPECS and "." in name:
         return build_imported(name, params, **hparams)
     if name not in _SPECS:
-        raise ValueError(f"unknown optimizer {name!r}; allowed: {', '.join(OPTIMIZER_NAMES)}, or a class's import path")
+        raise ValueError(f"unknown optimizer {name!r}; allowed: {', '.join(OPTIMIZER_ORDER)}, or a class's import path")
     spec = _SPECS[name]
     unknown = sorted(set(hparams) - set(spec.hparams))
     if unknown:

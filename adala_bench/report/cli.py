@@ -150,6 +150,10 @@ def main(argv: list[str] | None = None) -> int:
         except FileNotFoundError as error:
             parser.error(str(error))
     frame = load_runs(args.runs)
+    other = frame.loc[frame["profile"] != args.profile].drop_duplicates("run")["profile"].astype(object)
+    for profile, count in other.value_counts().sort_index().items():  # kept apart, never averaged in: say so
+        print(f"adala-report: note: {count} run(s) of profile {profile} are not in this report "
+              f"(adala-report --profile {profile} tabulates them)", file=sys.stderr)
     frame = frame[frame["profile"] == args.profile]
     rule = args.rule or "paper"
     if args.explain is not None:
@@ -194,9 +198,16 @@ def main(argv: list[str] | None = None) -> int:
     elif args.search and not (args.out / "index.md").exists():
         # Only the lr search: a page listing its files, unless a full report's page is there already (kept).
         written += write_page(page_blocks(None, None, [], report_files(args.out)), args.out)
-    for path in written:
-        print(path)
+    print(where(written, args.out))
     return 0
+
+
+def where(written: list[Path], out: Path) -> str:
+    """One line: where the report is, and how many files were written."""
+    page = out / "index.md"
+    if page in written:
+        return f"adala-report: the report is {page} (and {out / 'index.html'}, one file); {len(written)} files in {out}"
+    return f"adala-report: wrote {', '.join(str(p) for p in written)}"
 
 
 if __name__ == "__main__":

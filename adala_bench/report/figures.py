@@ -102,7 +102,12 @@ def curve_figure(
                         color=colour(optimizer), alpha=0.2, lw=0)
         shown += [curve["mean"] - spread, curve["mean"] + spread]
         handles.append(line)
-    if published is not None:
+    if published is not None and not covers_enough(stats, published, task):
+        # A few epochs beside a 200-epoch curve would squash ours into a corner: the overlay is left out, and said.
+        handles.append(Line2D([], [], color="none", label=f"published curves left out: these runs cover "
+                                                         f"{int(stats['epoch'].max()) + 1} of "
+                                                         f"{published_epochs(published, task)} epochs"))
+    elif published is not None:
         overlaid = _overlay_published(ax, stats, published, task, x)
         shown += [values for _, _, values in overlaid]
         ours = set(stats["optimizer"])
@@ -120,6 +125,22 @@ def curve_figure(
     ax.grid(alpha=0.3)
     ax.legend(handles=handles, fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
     return fig
+
+
+# The published curves are overlaid only where our runs cover at least this share of their epochs.
+PUBLISHED_COVERAGE = 0.25
+
+
+def published_epochs(published: pd.DataFrame, task: str) -> int:
+    """How many epochs the task's published curves span (0 when there are none)."""
+    epochs = published.loc[published["task"] == task, "epoch"]
+    return int(epochs.max()) + 1 if len(epochs) else 0
+
+
+def covers_enough(stats: pd.DataFrame, published: pd.DataFrame, task: str) -> bool:
+    """Whether our runs cover enough of the published curves for an overlay to read right."""
+    span = published_epochs(published, task)
+    return span == 0 or (stats["epoch"].max() + 1) >= PUBLISHED_COVERAGE * span
 
 
 def _overlay_published(ax, stats: pd.DataFrame, published: pd.DataFrame, task: str, x: str):
@@ -174,14 +195,16 @@ def sample_grid_figure(runs: pd.DataFrame, task: str) -> tuple[Figure | None, li
         return None, notes
     columns = min(5, len(images))
     rows = math.ceil(len(images) / columns)
-    fig = Figure(figsize=(2.4 * columns, 2.6 * rows), layout="constrained")
+    title = f"{TASKS[task].model}: samples of the final generator (first seed)"
+    # At least as wide as the title needs (one image alone is narrower than its title).
+    fig = Figure(figsize=(max(2.4 * columns, 0.09 * len(title) + 0.6), 2.6 * rows), layout="constrained")
     FigureCanvasAgg(fig)
     for i, (optimizer, image) in enumerate(images):
         ax = fig.add_subplot(rows, columns, i + 1)
         ax.imshow(image)
         ax.set_title(optimizer_label(optimizer), color=colour(optimizer), fontsize=10)
         ax.set_axis_off()
-    fig.suptitle(f"{TASKS[task].model}: samples of the final generator (first seed)")
+    fig.suptitle(title)
     return fig, notes
 
 
@@ -207,7 +230,10 @@ def fid_figure(runs: pd.DataFrame, paper: pd.DataFrame, task: str) -> Figure | N
     ax.yaxis.set_major_formatter(ScalarFormatter())
     ax.yaxis.set_minor_formatter(ScalarFormatter())
     ax.set_ylabel("FID (final epoch)")
-    ax.set_title(f"{TASKS[task].model}: FID per run, bar = mean")
+    random = int((used["random_fid_weights"]).sum()) if "random_fid_weights" in used else 0
+    ax.set_title(f"{TASKS[task].model}: FID per run, bar = mean"
+                 + (f"\nrandom Inception weights in {random} of {len(used)} runs: not a real FID" if random else ""),
+                 color="firebrick" if random else "black")
     ax.legend(handles=[
         Line2D([], [], color="0.4", marker="o", ls="", label="run"),
         Line2D([], [], color="0.4", lw=2.5, label="mean"),
@@ -237,16 +263,26 @@ def write_figures(
             figures = {names[task + "_samples"]: (grid, f"no {SAMPLES} in the runs of {task}"),
                        names[task]: (fid_figure(runs, paper, task), f"no completed run of {task} with a FID")}
         else:
+            if published is not None and x != "wall_s":
+                stats = curve_stats(frame, runs, task, x)
+                if not stats.empty and not covers_enough(stats, published, task):
+                    notes.append(f"{names[task]}: the published curves are left out: the runs cover "
+                                 f"{int(stats['epoch'].max()) + 1} of {published_epochs(published, task)} epochs")
             figures = {names[task]: (curve_figure(frame, runs, task, x, published),
                                      f"no completed run of {task} with {spec.family.metric} and {x}")}
-        for name, (fig, why_not) in figures.items():
-            if fig is None:
-                notes.append(f"{name} not drawn: {why_not}")
-                continue
-            for suffix in (".png", ".pdf"):
-                fig.savefig(out / (name + suffix), dpi=150)
-                written.append(out / (name + suffix))
+        save(figures, out, written, notes)
     return written, notes
+
+
+def save(figures: dict[str, tuple[Figure | None, str]], out: Path, written: list[Path], notes: list[str]) -> None:
+    """Each figure as PNG and PDF into `out` (appended to `written`); a figure that is None as a note saying why."""
+    for name, (fig, why_not) in figures.items():
+        if fig is None:
+            notes.append(f"{name} not drawn: {why_not}")
+            continue
+        for suffix in (".png", ".pdf"):
+            fig.savefig(out / (name + suffix), dpi=150)
+            written.append(out / (name + suffix))
 
 
 # --- the cross-task view -------------------------------------------------------------------------------------
@@ -341,11 +377,5 @@ def write_crosstask_figures(profile: pd.DataFrame, tasks: int, ttt: pd.DataFrame
                CROSS_FIGURES["time_to_target"]: (time_to_target_figure(ttt), "no task has an AdaBelief run to set "
                                                                                "the target")}
     written, notes = [], []
-    for name, (fig, why_not) in figures.items():
-        if fig is None:
-            notes.append(f"{name} not drawn: {why_not}")
-            continue
-        for suffix in (".png", ".pdf"):
-            fig.savefig(out / (name + suffix), dpi=150)
-            written.append(out / (name + suffix))
+    save(figures, out, written, notes)
     return written, notes

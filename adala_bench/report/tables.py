@@ -24,7 +24,14 @@ CELL_COLUMNS = [
     # What the mean is made of, so a reader can go from a number to its runs: the averaged runs' directories, the
     # epoch the rule chose in each and its value, semicolon-joined in seed order (adala-report --explain CELL).
     "run_dirs", "epochs", "values",
+    # The profile the cell's runs were trained under (paper, fast, smoke): a report tabulates one.
+    "profile",
 ]
+# A cell of another profile than the paper's is never beside the paper's value without saying so.
+PROFILE_FLAGS = {
+    "smoke": "profile smoke: synthetic data and tiny networks, not comparable with the paper's value",
+    "fast": "profile fast: bf16, channels_last and compile, not the paper's fp32 protocol",
+}
 _FLAGGED_STATES = tuple(state for state in STATES if state != "completed")
 
 CELL_RULE_NOTE = (
@@ -70,7 +77,7 @@ def _cell(table: str, task, optimizer: str, runs: pd.DataFrame | None, rule: str
         "table": table, "task": task.name, "model": task.model, "optimizer": optimizer,
         "label": optimizer_label(optimizer), "rule": rule, "hparams": "", "n": 0, "seeds": 0,
         "mean": math.nan, "std": math.nan, "flags": [], "other_hparams": "", "run_dirs": "", "epochs": "",
-        "values": "",
+        "values": "", "profile": "",
     }
     if runs is None or runs.empty:
         cell["flags"].append("no runs")
@@ -87,7 +94,10 @@ def _cell(table: str, task, optimizer: str, runs: pd.DataFrame | None, rule: str
         run_dirs=";".join(used["run_dir"].astype(str)),
         epochs=";".join(number_text(e) for e in used["epoch"]),
         values=";".join(number_text(v) for v in values),
+        profile=str(chosen["profile"].iloc[0]) if "profile" in chosen else "paper",
     )
+    if cell["profile"] != "paper":
+        cell["flags"].append(PROFILE_FLAGS.get(cell["profile"], f"profile {cell['profile']}: not the paper's protocol"))
     states = chosen["state"].astype(object)
     for state in _FLAGGED_STATES:
         if (count := int((states == state).sum())):

@@ -63,3 +63,26 @@ def test_the_report_tabulates_paper_or_fast_runs_never_both(tmp_path):
         assert report(["--runs", str(runs), "--out", str(out), "--what", "tables", "--profile", profile]) == 0
         table = pd.read_csv(out / "table2.csv").set_index(["model", "optimizer"])
         assert table.loc[("VGG11", "sgd"), "mean"] == mean and table.loc[("VGG11", "sgd"), "n"] == 2
+
+
+def test_smoke_runs_are_kept_apart_and_flagged_beside_the_paper(tmp_path, capsys):
+    """A report tabulates one profile, read from each run's own config; smoke cells name their profile and carry a
+    flag beside the paper's value; the other profile's runs are named in one note, never averaged in."""
+    runs = tmp_path / "runs"
+    for profile, accuracy in (("paper", 90.0), ("smoke", 10.0)):
+        for seed in (0, 1):
+            write_run(runs, "cifar10_vgg11", "sgd", f"lr0.1-{profile}tag", seed,
+                      [{"epoch": 0, "grad_evals": 1, "wall_s": 1.0, "test_acc": accuracy + seed}], profile=profile)
+    assert report(["--runs", str(runs), "--out", str(tmp_path / "paper"), "--what", "tables"]) == 0
+    assert "2 run(s) of profile smoke are not in this report (adala-report --profile smoke tabulates them)" in \
+        capsys.readouterr().err
+    paper = pd.read_csv(tmp_path / "paper" / "table2.csv", keep_default_na=False).set_index(["model", "optimizer"])
+    assert (float(paper.loc[("VGG11", "sgd"), "mean"]), paper.loc[("VGG11", "sgd"), "profile"]) == (90.5, "paper")
+    assert "profile" not in paper.loc[("VGG11", "sgd"), "flags"]
+    assert report(["--runs", str(runs), "--out", str(tmp_path / "smoke"), "--what", "tables", "--profile",
+                   "smoke"]) == 0
+    smoke = pd.read_csv(tmp_path / "smoke" / "table2.csv", keep_default_na=False).set_index(["model", "optimizer"])
+    cell = smoke.loc[("VGG11", "sgd")]
+    assert (float(cell["mean"]), cell["profile"], float(cell["paper"])) == (10.5, "smoke", 90.11)
+    assert "profile smoke: synthetic data and tiny networks, not comparable with the paper's value" in cell["flags"]
+    assert "profile smoke" in (tmp_path / "smoke" / "table2.md").read_text()

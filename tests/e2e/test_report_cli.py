@@ -26,7 +26,8 @@ def test_tables_only(runs_dir, tmp_path, capsys):
     assert main(["--runs", str(runs_dir), "--out", str(out), "--what", "tables"]) == 0
     written = sorted(p.name for p in out.iterdir())
     assert written == sorted(TABLE_FILES + OTHER_FILES)
-    assert capsys.readouterr().out.split() == [str(out / name) for name in TABLE_FILES + OTHER_FILES]
+    assert capsys.readouterr().out == (f"adala-report: the report is {out / 'index.md'} (and {out / 'index.html'}, "
+                                       f"one file); {len(TABLE_FILES + OTHER_FILES)} files in {out}\n")
     table2 = pd.read_csv(out / "table2.csv", keep_default_na=False, na_values=[""]).set_index(["model", "optimizer"])
     assert table2.loc[("ResNet34", "adala"), "mean"] == 91.5 and table2.loc[("ResNet34", "adala"), "n"] == 2
     assert table2.loc[("ResNet34", "adala"), "rule"] == "paper"
@@ -88,7 +89,7 @@ def test_a_search_alone_keeps_the_full_page(runs_dir, tmp_path, capsys):
     page = (out / "index.md").read_text()
     capsys.readouterr()
     assert main(["--runs", str(runs_dir), "--out", str(out), "--search"]) == 0
-    assert capsys.readouterr().out.split() == [str(out / "search.md"), str(out / "search.csv")]
+    assert capsys.readouterr().out == f"adala-report: wrote {out / 'search.md'}, {out / 'search.csv'}\n"
     assert (out / "index.md").read_text() == page
 
 

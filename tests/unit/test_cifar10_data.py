@@ -138,11 +138,14 @@ def test_missing_real_data_raises_one_line_with_the_fix(synthetic_root):
         load_cifar10(synthetic_root, source="real")
     message = str(error.value)
     assert message == (f"CIFAR-10 not found at {synthetic_root / 'cifar-10-batches-py'} (missing data_batch_1); "
-                       f"download it with: adala-data cifar10 --root {synthetic_root}")
+                       f"download it with: adala-data cifar10 --root {synthetic_root} (offline: download "
+                       f"https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz by hand and extract it under "
+                       f"{synthetic_root}; or try the suite on the synthetic stand-in: data.source=synthetic)")
 
 
 def test_real_files_are_checked_against_the_official_md5(tmp_path, synthetic_root):
     shutil.copytree(synthetic_root / "synthetic" / "cifar-10-batches-py", tmp_path / "cifar-10-batches-py")
+    (tmp_path / "cifar-10-batches-py" / "synthetic.json").unlink()  # not known as a stand-in: files of wrong MD5
     with pytest.raises(DataError) as error:
         load_cifar10(tmp_path)
     path = tmp_path / "cifar-10-batches-py" / "data_batch_1"
@@ -203,9 +206,27 @@ def test_cli_writes_verifies_and_reports_errors_in_one_line(tmp_path, capsys):
     captured = capsys.readouterr()
     assert captured.out == ""
     assert captured.err == (f"adala-data: error: CIFAR-10 not found at {tmp_path / 'cifar-10-batches-py'} "
-                            f"(missing data_batch_1); download it with: adala-data cifar10 --root {tmp_path}\n")
+                            f"(missing data_batch_1); download it with: adala-data cifar10 --root {tmp_path} "
+                            f"(offline: download https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz by hand and "
+                            f"extract it under {tmp_path}; or try the suite on the synthetic stand-in: "
+                            f"data.source=synthetic)\n")
+
+    # The synthetic copy verified as if it were the official set: named for what it is, not called corrupt.
+    assert main(["verify", "cifar10", "--root", str(tmp_path / "synthetic")]) == 2
+    assert capsys.readouterr().err == (
+        f"adala-data: error: {directory} is a synthetic stand-in (its own manifest and synthetic.json), not the "
+        f"official CIFAR-10; verify it as what it is: adala-data verify cifar10 --root {tmp_path} --source "
+        "synthetic\n")
 
     with pytest.raises(SystemExit) as exit_:
         main(["synthetic-cifar10"])
     assert exit_.value.code == 2
     assert capsys.readouterr().err == "adala-data: error: the following arguments are required: --root\n"
+
+
+def test_verify_defaults_to_the_runs_data_root(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["synthetic-cifar10", "--root", "data", "--n-train", "12", "--n-test", "4"]) == 0
+    capsys.readouterr()
+    assert main(["verify", "cifar10", "--source", "synthetic"]) == 0  # no --root: data/, the runs' data.root
+    assert capsys.readouterr().out.startswith("data/synthetic/cifar-10-batches-py: ok, 12 train and 4 test images")

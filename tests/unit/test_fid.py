@@ -7,8 +7,6 @@ so nothing here reaches the network.
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
 import urllib.error
 from pathlib import Path
@@ -22,7 +20,7 @@ from pytorch_fid.fid_score import calculate_frechet_distance
 from pytorch_fid.inception import FID_WEIGHTS_URL
 from torchvision.utils import save_image
 
-from adala_bench.metrics import cli, fid
+from adala_bench.metrics import fid
 from adala_bench.metrics.fid import (FIDError, InceptionFeatures, RealStatisticsCache, activation_statistics,
                                      frechet_distance, paper_preprocess)
 

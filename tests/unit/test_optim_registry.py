@@ -12,7 +12,8 @@ import torch_optimizer
 from adabelief_pytorch import AdaBelief
 from torch import nn
 
-from adala_bench.optim import MSVAG, OPTIMIZER_NAMES, AdaLA, Fromage, build, needs_closure
+from adala_bench.catalog import OPTIMIZER_ORDER as OPTIMIZER_NAMES
+from adala_bench.optim import MSVAG, AdaLA, Fromage, build, needs_closure
 
 # As run in each task family (PROTOCOL.md §4a CIFAR-10, §4b PTB 2/3-layer, §4c WGAN).
 FAMILY_HPARAMS = {

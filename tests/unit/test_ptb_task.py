@@ -7,7 +7,6 @@ from __future__ import annotations
 from adala_bench.config import RunConfig
 
 import copy
-import math
 
 import pytest
 import torch
@@ -15,7 +14,6 @@ from torch.nn import functional as F
 
 from adala_bench import optim
 from adala_bench.runner import train_one
-from adala_bench.store import RunDir
 from helpers import run_path
 from adala_bench.tasks import build_task
 from adala_bench.tasks.language import BPTT, PennTreebankLM

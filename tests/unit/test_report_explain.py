@@ -85,7 +85,8 @@ def test_the_table_csv_names_the_runs_and_epochs_behind_each_row(store, tmp_path
     assert table3.loc[("LSTM-2layer", "sgd"), "epochs"] == "1"
     assert table3.loc[("LSTM-1layer", "adala"), "run_dirs"] == ""  # no runs
     # The existing columns keep their order; the new ones come last.
-    assert list(table3.reset_index().columns[-3:]) == ["run_dirs", "epochs", "values"]
+    assert list(table3.reset_index().columns[-4:]) == ["run_dirs", "epochs", "values", "profile"]
+    assert table3.loc[("LSTM-2layer", "adala"), "profile"] == "paper"
 
 
 @pytest.mark.parametrize("cell, message", [

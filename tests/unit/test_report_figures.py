@@ -35,6 +35,20 @@ def report_inputs(tmp_path_factory):
     return frame, choose_hparams(run_values(frame, "paper")), paper_values(REFERENCE), published_curves(REFERENCE)
 
 
+@pytest.fixture(scope="module")
+def long_inputs(tmp_path_factory):
+    """60-epoch runs: long enough (over a quarter of the published 200 epochs) for the published overlay."""
+    root = tmp_path_factory.mktemp("long")
+    for name, per_epoch in (("adala", 2), ("adabelief", 1)):
+        write_run(root, "cifar10_vgg11", name, "t", 0, [
+            {"epoch": e, "grad_evals": per_epoch * 391 * (e + 1), "wall_s": 10.0 * (e + 1), "test_acc": 80.0 + e / 10}
+            for e in range(60)])
+        write_run(root, "ptb_lstm1", name, "t", 0, [{"epoch": e, "grad_evals": e, "test_ppl": 100.0 - e / 10}
+                                                    for e in range(60)])
+    frame = load_runs(root)
+    return frame, choose_hparams(run_values(frame, "paper")), published_curves(REFERENCE)
+
+
 def relative_luminance(hex_colour: str) -> float:
     """WCAG 2.1 relative luminance (white 1, black 0)."""
     channels = [int(hex_colour[i:i + 2], 16) / 255 for i in (1, 3, 5)]
@@ -69,8 +83,8 @@ def test_a_custom_optimizer_keeps_one_colour_in_every_figure(tmp_path):
     assert colour(name) == "#225555"
 
 
-def test_epoch_ticks_are_integers_and_the_y_range_holds_everything_drawn(report_inputs):
-    frame, runs, _, published = report_inputs
+def test_epoch_ticks_are_integers_and_the_y_range_holds_everything_drawn(report_inputs, long_inputs):
+    frame, runs, _, _ = report_inputs
     ax = curve_figure(frame, runs, "cifar10_vgg11", "epoch").axes[0]
     ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
     assert len(ticks) >= 2 and all(float(t).is_integer() for t in ticks)
@@ -80,6 +94,7 @@ def test_epoch_ticks_are_integers_and_the_y_range_holds_everything_drawn(report_
     bottom, top = ax.get_ylim()
     assert bottom < low and top > high and (low - bottom) < 0.1 * (high - low) and (top - high) < 0.1 * (high - low)
     # With the published curves: their range too (VGG11: 19.88 .. 91.41), nothing of ours cut off.
+    frame, runs, published = long_inputs
     bottom, top = curve_figure(frame, runs, "cifar10_vgg11", "epoch", published).axes[0].get_ylim()
     assert 16.0 < bottom < 19.88 and 91.41 < top < 95.0
     # PTB (lower is better) is not cut at the published curves' best either.
@@ -115,8 +130,8 @@ def test_x_axis_can_be_gradient_evaluations_or_wall_time(report_inputs):
         curve_figure(frame, runs, "cifar10_vgg11", "steps")
 
 
-def test_published_curves_are_overlaid_dashed(report_inputs):
-    frame, runs, _, published = report_inputs
+def test_published_curves_are_overlaid_dashed(long_inputs):
+    frame, runs, published = long_inputs
     ax = curve_figure(frame, runs, "cifar10_vgg11", "epoch", published).axes[0]
     dashed = [line for line in ax.get_lines() if line.get_linestyle() == "--"]
     assert len(dashed) == 9  # the AdaBelief repo's nine VGG11 curves
@@ -124,10 +139,38 @@ def test_published_curves_are_overlaid_dashed(report_inputs):
     assert max(adabelief.get_ydata()) == 91.41 and len(adabelief.get_ydata()) == 200
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
     assert "published (AdaBelief repo)" in labels and "Adam (published only)" in labels
-    # On the gradient-evaluation axis only optimizers we ran can be placed; AdaBelief's epochs 0-4.
+    # On the gradient-evaluation axis only optimizers we ran can be placed; AdaBelief's epochs 0-59.
     ax = curve_figure(frame, runs, "cifar10_vgg11", "grad_evals", published).axes[0]
     dashed = [line for line in ax.get_lines() if line.get_linestyle() == "--"]
-    assert len(dashed) == 1 and list(dashed[0].get_xdata()) == [391.0 * (e + 1) for e in range(5)]
+    assert len(dashed) == 1 and list(dashed[0].get_xdata()) == [391.0 * (e + 1) for e in range(60)]
+
+
+def test_short_runs_are_not_squashed_by_the_published_curves(report_inputs, tmp_path):
+    """5 epochs beside 200 published ones: the overlay is left out, and the legend and the notes say so."""
+    frame, runs, paper, published = report_inputs
+    ax = curve_figure(frame, runs, "cifar10_vgg11", "epoch", published).axes[0]
+    assert not [line for line in ax.get_lines() if line.get_linestyle() == "--"]
+    assert ax.get_xlim()[1] < 6  # the axis is ours: epochs 0-4
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "published curves left out: these runs cover 5 of 200 epochs" in labels
+    _, notes = write_figures(frame, runs, paper, tmp_path, "epoch", published)
+    assert ("fig1_cifar10_test_acc_vgg11: the published curves are left out: the runs cover 5 of 200 epochs"
+            in notes)
+
+
+def test_random_weight_fids_are_flagged_in_the_figure_and_titles_never_clip(tmp_path):
+    for seed in range(2):
+        path = write_run(tmp_path, "gan_wgan", "adam", "t", seed,
+                         [{"epoch": 0, "fid": 50.0 + seed, "fid_real_weights": 0.0}])
+        (path / SAMPLES).parent.mkdir()
+        imsave(path / SAMPLES, np.full((8, 8, 3), 0.5))
+    runs = choose_hparams(run_values(load_runs(tmp_path), "paper"))
+    title = fid_figure(runs, paper_values(REFERENCE), "gan_wgan").axes[0].get_title()
+    assert "random Inception weights in 2 of 2 runs: not a real FID" in title
+    grid, _ = sample_grid_figure(runs, "gan_wgan")  # one optimizer: one image, narrower than the title
+    grid.canvas.draw()
+    box = grid._suptitle.get_window_extent()
+    assert box.x0 >= 0 and box.x1 <= grid.bbox.width
 
 
 def test_sample_grid_and_fid_plot(report_inputs):

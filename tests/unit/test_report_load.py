@@ -9,7 +9,6 @@ from adala_bench.report.load import RUN_COLUMNS, find_run_dirs, load_runs
 from helpers import write_run
 from adala_bench.store import METRICS_FILE as METRICS
 from adala_bench.store import RunDir
-from adala_bench.store import STATUS_FILE as STATUS
 
 
 def cifar_records(accs, **extra):

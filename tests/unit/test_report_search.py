@@ -10,9 +10,8 @@ from adala_bench.cli import hydra_value
 from adala_bench.config import normalised
 from adala_bench.report.cli import main
 from adala_bench.report.search import override_line
-from adala_bench.runner import train_one
-from adala_bench.store import RunDir, layout_path
-from helpers import compose, emitted_lines, read_search, run_path, write_run
+from adala_bench.store import RunDir
+from helpers import compose, emitted_lines, read_search, write_run
 
 VGG = "cifar10_vgg11"
 
@@ -80,8 +79,8 @@ def test_search_picks_by_validation_and_by_the_test_set(search_runs, tmp_path, c
     assert main(["--runs", str(search_runs), "--out", str(out), "--search"]) == 0
     # No tables, no figures: the search and a page listing it.
     assert sorted(p.name for p in out.iterdir()) == ["index.html", "index.md", "search.csv", "search.md"]
-    assert capsys.readouterr().out.split() == [str(out / n) for n in ("search.md", "search.csv", "index.md",
-                                                                       "index.html")]
+    assert capsys.readouterr().out == (f"adala-report: the report is {out / 'index.md'} (and {out / 'index.html'}, "
+                                       f"one file); 4 files in {out}\n")
     cells = read_search(out)
     assert list(cells.index) == [(VGG, "adam"), (VGG, "sgd"), (VGG, "adabelief"), (VGG, "torch.optim.Adamax"),
                                  ("ptb_lstm1", "sgd"), ("ptb_lstm1", "adabelief")]
@@ -132,7 +131,7 @@ def test_emit_best_writes_the_clean_choices_as_overrides(search_runs, tmp_path, 
     best = tmp_path / "best.txt"
     out = tmp_path / "report"
     assert main(["--runs", str(search_runs), "--out", str(out), "--emit-best", str(best)]) == 0
-    assert capsys.readouterr().out.split() == [str(best)] and not out.exists()
+    assert capsys.readouterr().out == f"adala-report: wrote {best}\n" and not out.exists()
     text = best.read_text()
     assert "grep -v '^#'" in text and "seed=0,1,2 data.val_size=0" in text
     assert emitted_lines(best) == [

@@ -10,14 +10,13 @@ import math
 
 import pytest
 import torch
-from torch import nn
 from torch.nn import functional as F
 
 from adala_bench import optim
 from adala_bench.config import RunConfig
 from adala_bench.settings import OptimizerSpec, Schedule, TrainerSettings
 from adala_bench.tasks import build_task
-from adala_bench.trainer import Loss, Move, Player, Progress, Trainer
+from adala_bench.trainer import Move, Progress, Trainer
 from helpers import Relay, assert_same, final_state
 
 CPU = torch.device("cpu")
