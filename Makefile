@@ -17,7 +17,7 @@ SWEEP := $(BIN)/adala-sweep --gpus $(GPUS) --per-gpu $(PER_GPU) --
 # The overrides every sweep of the paper's tables takes (quoted: range(...) is not shell syntax).
 RUN_ARGS = 'seed=$(SEEDS)' profile=$(PROFILE) data.root=$(DATA) results.root=$(RUNS)
 
-.PHONY: install test test-quick test-demo test-slurm demo bench data tables figures report reproduce plan sweep clean-demo
+.PHONY: install test test-quick test-demo test-slurm mutation demo bench data tables figures report reproduce plan sweep clean-demo
 
 install:
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -40,6 +40,14 @@ test-demo:
 # scripts/slurm_local.sh (installing slurm-wlm and munge with apt-get if missing) and stop it after (minutes).
 test-slurm:
 	ADALA_SLURM_REQUIRE=1 $(PY) -m pytest -q -s tests/slurm
+
+# Mutation testing (mutmut) of the code behind the reported numbers: FID, the tasks' evaluations, the optimizers'
+# step, report selection and statistics. Writes results/mutation/{summary,survivors}.txt; not part of `make test` or
+# CI (tens of minutes on 2 cores). Fails while a survivor is neither killed nor justified in
+# scripts/mutation_justified.txt. MUTATION_GROUPS="fid report" runs only those groups (fid, tasks, optim, report).
+mutation:
+	$(PY) -m pip install --quiet -e '.[mutation]'
+	VENV_BIN=$(BIN) bash scripts/mutation.sh $(MUTATION_GROUPS)
 
 # CPU demo end to end: a smoke sweep of every task on synthetic data, then the report on its runs.
 demo:
