@@ -56,6 +56,9 @@ class Player:
     module: nn.Module
     # Run after the optimizer's real step, never inside a look-ahead (WGAN: clamp the critic's weights).
     after_step: Callable[[], None] | None = None
+    # False where a loss differentiates through the module twice (WGAN-GP's gradient penalty): torch.compile's
+    # aot_autograd has no double backward, so profile=fast leaves this module uncompiled.
+    compilable: bool = True
 
 
 @dataclass
@@ -135,7 +138,7 @@ class Trainer:
         for player in task.players.values():
             if settings.channels_last:
                 player.module.to(memory_format=torch.channels_last)
-            if settings.compile:
+            if settings.compile and player.compilable:
                 player.module.compile()  # in place: parameters and state_dict keys stay as they are
         for player, spec in optimizers.items():
             self._install(player, spec)

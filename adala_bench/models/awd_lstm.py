@@ -8,6 +8,7 @@ default, keeps that, and `train_recurrent=True` gives the DropConnect the paper 
 
 from __future__ import annotations
 
+import functools
 import warnings
 
 import torch
@@ -49,9 +50,25 @@ class WeightDropLSTM(nn.LSTM):
         try:
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message=_NONCONTIGUOUS_WARNING, category=UserWarning)
+                if input.device.type == "cpu" and torch.is_autocast_enabled("cpu") and not _cpu_lstm_takes_bf16():
+                    # profile=fast on a CPU whose oneDNN has no bf16 LSTM (AVX2 without AVX-512): this layer in fp32
+                    with torch.autocast("cpu", enabled=False):
+                        return super().forward(input.float(), None if hx is None else tuple(h.float() for h in hx))
                 return super().forward(input, hx)
         finally:
             self.weight_hh_l0 = None  # hold no graph between calls (deepcopy and pickling need that)
+
+
+@functools.cache
+def _cpu_lstm_takes_bf16() -> bool:
+    """Whether torch's CPU LSTM runs under bf16 autocast here: oneDNN refuses it ("could not create a primitive
+    descriptor") on CPUs without AVX-512 bf16 support. Asked once per process, with the global RNG left as it was."""
+    with torch.random.fork_rng(devices=[]), torch.autocast("cpu", dtype=torch.bfloat16):
+        try:
+            nn.LSTM(1, 1)(torch.zeros(1, 1, 1))
+        except RuntimeError:
+            return False
+    return True
 
 
 class AWDLSTM(nn.Module):

@@ -119,7 +119,8 @@ class WassersteinGAN:
         self.generator = Generator(width=width).to(self.device)
         self.critic = Critic(kind, width=width).to(self.device)
         clamp = (lambda: clamp_(self.critic, CLIP_VALUE)) if kind == "wgan" else None
-        self.players = {"critic": Player(self.critic, after_step=clamp), "generator": Player(self.generator)}
+        self.players = {"critic": Player(self.critic, after_step=clamp, compilable=kind != "wgan_gp"),
+                        "generator": Player(self.generator)}
         generator = torch.Generator().manual_seed(derived_seed(seed, 0, SAMPLES_STREAM))
         self.fixed_noise = torch.randn(SAMPLE_GRID, LATENT, 1, 1, generator=generator).to(self.device)
 

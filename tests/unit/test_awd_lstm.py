@@ -253,3 +253,23 @@ def test_a_tiny_model_learns_the_synthetic_corpus(tmp_path):
     assert len(losses) == 30
     assert losses[0] == pytest.approx(np.log(50), abs=0.05)  # uniform at the start: the embedding is small
     assert np.mean(losses[-5:]) < np.mean(losses[:5]) - 0.3
+
+
+def test_a_weight_drop_lstm_runs_under_cpu_bf16_autocast_whatever_the_cpu():
+    """profile=fast on a CPU: torch's oneDNN LSTM has no bf16 kernel without AVX-512 and raises "could not create a
+    primitive descriptor". Where it has none the layer runs in fp32 (the fp32 forward's numbers exactly); where it has
+    one the layer computes in bf16 as autocast asks."""
+    from adala_bench.models.awd_lstm import WeightDropLSTM, _cpu_lstm_takes_bf16
+
+    torch.manual_seed(0)
+    layer = WeightDropLSTM(6, 5, wdrop=0.5).eval()
+    inputs = torch.randn(4, 3, 6)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        output, (h, c) = layer(inputs)
+    reference, _ = layer(inputs)
+    if _cpu_lstm_takes_bf16():
+        assert output.dtype == torch.bfloat16
+        torch.testing.assert_close(output.float(), reference, atol=3e-2, rtol=3e-2)
+    else:
+        assert output.dtype == h.dtype == c.dtype == torch.float32
+        assert torch.equal(output, reference)

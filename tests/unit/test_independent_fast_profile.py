@@ -153,3 +153,18 @@ def test_a_cpu_run_leaves_the_cuda_flags_alone(data_root, tmp_path, monkeypatch,
             train_one(config(profile, data_root, tmp_path, "device=cpu"))
         assert seen.pop("device") == CPU
         assert seen == start
+
+
+@pytest.mark.parametrize("task, critic_compiled", [("gan_wgan_gp", False), ("gan_wgan", True)])
+def test_fast_compiles_every_model_but_a_critic_that_is_differentiated_twice(data_root, tmp_path, random_home,
+                                                                             monkeypatch, task, critic_compiled):
+    """WGAN-GP's gradient penalty back-propagates through the critic twice, which torch.compile's aot_autograd cannot
+    ("does not currently support double backward"): under profile=fast its critic stays eager, every other model
+    is compiled (nn.Module.compile sets the module's compiled call)."""
+    monkeypatch.setenv("TORCH_HOME", str(random_home))
+    cfg = compose("profile=fast", f"task={task}", "optimizer=adam", "device=cpu", f"data.root={data_root}",
+                  f"results.root={tmp_path / 'runs'}", "data.source=synthetic", "task.width=0.125",
+                  "task.fid.dims=64", "task.fid.real_images=64")
+    players = build_trainer(RunConfig.of(cfg), CPU).task.players
+    compiled = {name: player.module._compiled_call_impl is not None for name, player in players.items()}
+    assert compiled == {"critic": critic_compiled, "generator": True}
