@@ -28,7 +28,8 @@ install:
 test:
 	$(PY) -m pytest -q
 
-# The inner loop: the unit tests alone (functions and modules; about a minute on 2 cores).
+# The inner loop: the unit tests alone (functions and modules, and each reported number against an independent
+# computation; about two minutes on 2 cores).
 test-quick:
 	$(PY) -m pytest -q tests/unit
 

@@ -163,7 +163,7 @@ def test_fast_compiles_every_model_but_a_critic_that_is_differentiated_twice(dat
     is compiled (nn.Module.compile sets the module's compiled call)."""
     monkeypatch.setenv("TORCH_HOME", str(random_home))
     cfg = compose("profile=fast", f"task={task}", "optimizer=adam", "device=cpu", f"data.root={data_root}",
-                  f"results.root={tmp_path / 'runs'}", "data.source=synthetic", "task.width=0.125",
+                  f"results.root={tmp_path / 'runs'}", "task.width=0.125", *SMOKE_VALUES[2:5],
                   "task.fid.dims=64", "task.fid.real_images=64")
     players = build_trainer(RunConfig.of(cfg), CPU).task.players
     compiled = {name: player.module._compiled_call_impl is not None for name, player in players.items()}
