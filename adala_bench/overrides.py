@@ -6,6 +6,9 @@
     sweep_jobs(args)       a --multirun sweep's jobs, one list of overrides each, exactly as Hydra's basic sweeper
                            makes them: the experiment's hydra.sweeper.params crossed with the command line's, an
                            override of a swept key replacing the experiment's list
+    hydra_string(text)     the other way: a string, or any config value (hydra_value), written as an override value
+    hydra_value(value)     that Hydra's parser reads back as exactly that value (adala-sweep's sweep folders,
+                           adala-report --emit-best's overrides)
 
 adala-train, adala-plan and adala-sweep take the same overrides, so one sweep syntax (Hydra's) serves all three:
 `seed=0,1,2`, `seed=range(0,10)`, `optimizer=choice(adam,sgd)`, `task=glob(cifar10_*)`.
@@ -14,11 +17,15 @@ adala-train, adala-plan and adala-sweep take the same overrides, so one sweep sy
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Iterator
 
 from adala_bench.config import CONF_DIR, ConfigError, options
 
 GROUPS = ("task", "optimizer", "profile", "experiment")
+# A value Hydra's override grammar reads as this very string when written bare; anything else is quoted.
+_BARE = re.compile(r"[A-Za-z_/.][\w./:+-]*", re.ASCII)
+_NOT_STRINGS = {"null", "true", "false", "nan", "inf"}  # bare, Hydra reads these (any case) as None, bools, floats
 # Hydra's own flags that take a value in the next argument (adala-train --help lists them).
 _FLAGS_WITH_VALUE = ("--config-path", "-cp", "--config-name", "-cn", "--config-dir", "-cd", "--cfg", "-c",
                      "--package", "-p", "--experimental-rerun")
@@ -128,3 +135,27 @@ def _sweeper_params(experiment: list[str]) -> dict[str, str]:
 def _first_line(text: str) -> str:
     text = str(text).strip()
     return text.splitlines()[0] if text else "invalid override"
+
+
+def hydra_string(text: str) -> str:
+    """`text` as a Hydra override value that parses back to the same string (a path, a class name, any text)."""
+    if _BARE.fullmatch(text) and text.lower() not in _NOT_STRINGS:
+        return text
+    # Hydra's quoted strings: backslashes are literal except before a quote or the closing quote (then doubled).
+    escaped = re.sub(r"(\\+)(?='|$)", lambda run: run[1] * 2, text).replace("'", "\\'")
+    return f"'{escaped}'"
+
+
+def hydra_value(value) -> str:
+    """A config value as a Hydra override spells it so that it parses back to the same value (floats by repr)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(hydra_value(v) for v in value) + "]"
+    return hydra_string(str(value))

@@ -5,7 +5,7 @@
     adala-plan task=cifar10_vgg11,ptb_lstm1 optimizer=sgd,adam seed=0,1 profile=smoke results.root=results/tour
 
 It takes exactly what `adala-train --multirun` takes (the same overrides, Hydra's sweep syntax), and lists the runs
-that sweep names (sweeps.py: composed and named as the runner names them) with their state from the run store
+that sweep names (sweep_runs.py: composed and named as the runner names them) with their state from the run store
 (records.py): completed, diverged (the epoch and step), running, interrupted, not started, unreadable. Completed
 and diverged runs are done (the runner never re-runs them); the others are left.
 
@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from adala_bench.cli import OneLineParser
 from adala_bench.config import ConfigError, options
 from adala_bench.records import DONE_STATES, STATES, RunRecord, read_run
-from adala_bench.sweeps import Cell, sweep_cells
+from adala_bench.sweep_runs import Cell, sweep_cells
 
 PROG = "adala-plan"
 # Rough guesses, NOT measurements: seconds per training epoch of the paper protocol (fp32) on one modern data-centre

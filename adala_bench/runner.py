@@ -36,7 +36,8 @@ from adala_bench.overrides import check_groups, override_args
 from adala_bench.progress import EpochLog
 from adala_bench.seeding import seed_everything
 from adala_bench.slurm_logs import quiet_sacct_errors
-from adala_bench.store import FINAL_STATES, RunDir, RunStoreError
+from adala_bench.records import read_run
+from adala_bench.store import RunDir, RunStoreError
 from adala_bench.trainer import Diverged, Progress, Trainer
 
 TENSORBOARD_DIR = "tensorboard"
@@ -102,11 +103,13 @@ def build_trainer(run: RunConfig, device: torch.device) -> Trainer:
 
 
 def final_state(run_dir: RunDir) -> str | None:
-    """The run's state if it is finished (completed or diverged), saying so; None if there is work to do."""
-    status = run_dir.read_status()
-    if status and status["state"] in FINAL_STATES:
-        print(f"adala-train: {run_dir.path} is already {status['state']}; nothing to do")
-        return status["state"]
+    """The run's state if it is done (records.py: completed or diverged), saying so; None if there is work to do."""
+    record = read_run(run_dir.path)
+    if record.state == "unreadable":
+        raise ConfigError(f"{run_dir.path}: {record.reason}; delete the run directory to start this run again")
+    if record.done:
+        print(f"adala-train: {run_dir.path} is already {record.state}; nothing to do")
+        return record.state
     return None
 
 

@@ -37,9 +37,9 @@ LOCK_FILE = ".lock"  # RunDir.lock holds an exclusive flock on it while the run 
 SAMPLES_DIR = "samples"
 SAMPLES_FILE = f"{SAMPLES_DIR}/final.png"
 SEED_PREFIX = "seed="
-# What status.json may say (records.py reads them into the one state vocabulary of plan, report and sweep).
-STATES = ("running", "completed", "diverged", "failed")
-FINAL_STATES = ("completed", "diverged")
+# The values status.json's "state" may hold, as the runner writes them. They are raw: a run's state (records.py's
+# one vocabulary: completed, diverged, running, interrupted, not started, unreadable) also depends on its lock.
+STATUS_VALUES = ("running", "completed", "diverged", "failed")
 
 
 class RunStoreError(RuntimeError):
@@ -136,8 +136,8 @@ class RunDir:
 
     def write_status(self, state: str, **fields: Any) -> dict[str, Any]:
         """Update status.json, keeping the fields already there (provenance, start time)."""
-        if state not in STATES:
-            raise ValueError(f"unknown run state {state!r}; allowed: {', '.join(STATES)}")
+        if state not in STATUS_VALUES:
+            raise ValueError(f"unknown run state {state!r}; allowed: {', '.join(STATUS_VALUES)}")
         status = {**(self.read_status() or {}), **fields, "state": state}
         atomic_write(self.status_file, (json.dumps(status, indent=2, sort_keys=True) + "\n").encode())
         return status

@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 from adala_bench.plan import main, render, survey
-from adala_bench.sweeps import sweep_cells
+from adala_bench.sweep_runs import sweep_cells
 from adala_bench.store import METRICS_FILE, STATUS_FILE, RunDir
 
 REPO = Path(__file__).resolve().parents[1]

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from adala_bench.catalog import FAMILIES, TASKS, optimizer_rows
-from adala_bench.cli import hydra_value
+from adala_bench.overrides import hydra_value
 from adala_bench.config import CUSTOM
 from adala_bench.records import read_run
 from .select import check_rule, run_values

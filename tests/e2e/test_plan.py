@@ -117,7 +117,7 @@ def test_probe_leaves_the_locks_as_they_were(full, store):
 
 def test_hours_are_measured_per_config(store):
     from adala_bench.plan import survey
-    from adala_bench.sweeps import sweep_cells
+    from adala_bench.sweep_runs import sweep_cells
 
     estimates = survey(sweep_cells(["+experiment=table2", *OVERRIDES, "seed=0,1,2", f"results.root={store[0]}"]))
     by_name = {(e.cell.task, e.cell.optimizer): e for e in estimates}

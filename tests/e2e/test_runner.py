@@ -156,6 +156,16 @@ def test_corrupt_checkpoint_is_reported_never_used(smoke, monkeypatch):
         run.load_checkpoint()
 
 
+def test_an_unreadable_status_stops_the_run_in_one_line_and_writes_nothing(smoke):
+    cfg = smoke("task=cifar10_vgg11", "optimizer=adam", "epochs=1")
+    run = RunDir(run_path(cfg))
+    run.path.mkdir(parents=True)
+    run.status_file.write_text("{not json")
+    with pytest.raises(ConfigError, match=r"status.json is not a run status; delete the run directory"):
+        train_one(cfg)
+    assert run.status_file.read_text() == "{not json" and not run.metrics_file.exists()
+
+
 def test_a_second_process_on_the_same_run_is_refused(smoke, monkeypatch):
     cfg = smoke("task=cifar10_vgg11", "optimizer=adam", "epochs=1")
     holder = RunDir(run_path(cfg)).lock()

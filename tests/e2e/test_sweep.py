@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from adala_bench import sweep
+from adala_bench import launch
 from adala_bench.store import RunDir
 from helpers import REPO, compose
 
@@ -70,7 +70,7 @@ def test_two_workers_on_one_gpu_train_every_run_exactly_once(tmp_path, data_root
 
     # Started again (as ADALA_SIMULATE_GPUS=0: no GPU, one CPU worker): nothing left to do, and it says so.
     again = run_sweep("--logs", str(tmp_path / "logs2"), "--", *smoke_args(data_root, runs), "task=cifar10_vgg11",
-                      "optimizer=sgd,adam", "seed=0,1", cwd=tmp_path, env={sweep.SIMULATE_ENV: "0"})
+                      "optimizer=sgd,adam", "seed=0,1", cwd=tmp_path, env={launch.SIMULATE_ENV: "0"})
     assert again.returncode == 0, again.stderr
     lines = again.stdout.splitlines()
     assert lines[0] == "adala-sweep: no GPU found: running one worker on CPU"
@@ -132,7 +132,7 @@ def test_a_failing_sweep_exits_with_the_workers_status_and_their_error(tmp_path,
         (["--per-gpu", "0", "--", "seed=0"], {}, "--per-gpu 0 is not allowed"),
         (["--per-gpu", "x", "--", "seed=0"], {}, "argument --per-gpu: invalid int value: 'x'"),
         (["--workers", "2", "--", "seed=0"], {}, "unrecognized arguments: --workers"),
-        (["--", "seed=0"], {sweep.SIMULATE_ENV: "many"}, "ADALA_SIMULATE_GPUS='many' is not allowed"),
+        (["--", "seed=0"], {launch.SIMULATE_ENV: "many"}, "ADALA_SIMULATE_GPUS='many' is not allowed"),
         (["--", "task=cifar10_vgg12"], {}, "unknown task 'cifar10_vgg12'; allowed: cifar10_densenet121, "),
         (["--", "optimizer=choice(adam,lamb)"], {}, "unknown optimizer 'lamb'; allowed: "),
         (["--", "seed=-1"], {}, "seed=-1 is not allowed; it must be a non-negative integer"),
@@ -142,7 +142,7 @@ def test_bad_arguments_are_one_line_and_exit_2(args, env, message, capsys, monke
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     with pytest.raises(SystemExit) as exit_:
-        sweep.main(args)
+        launch.main(args)
     assert exit_.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("adala-sweep: error: ") and message in err[0], err
@@ -155,20 +155,20 @@ def test_the_installed_command_reports_bad_arguments_in_one_line(tmp_path):
 
 
 def test_the_plan_pins_workers_to_gpus_and_gives_each_its_own_hydra_folder(monkeypatch, tmp_path):
-    monkeypatch.setattr(sweep, "device_count", lambda: 2)
+    monkeypatch.setattr(launch, "device_count", lambda: 2)
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,5")  # the caller's own choice of GPUs is kept
-    monkeypatch.delenv(sweep.SIMULATE_ENV, raising=False)
-    plan = sweep.make_plan(["--per-gpu", "2", "--logs", str(tmp_path), "--", "+experiment=table2", "seed=0,1"])
+    monkeypatch.delenv(launch.SIMULATE_ENV, raising=False)
+    plan = launch.make_plan(["--per-gpu", "2", "--logs", str(tmp_path), "--", "+experiment=table2", "seed=0,1"])
     assert plan.workers == 4 and [plan.gpu_of(w) for w in range(4)] == ["3", "3", "5", "5"]
     assert plan.train_args == ["--multirun", "+experiment=table2", "seed=0,1"]  # --multirun added
-    assert sweep.worker_args(plan, 1)[-1] == f"hydra.sweep.dir={tmp_path}/worker1"
-    assert sweep.worker_env(plan, 2)["CUDA_VISIBLE_DEVICES"] == "5"
-    mine = sweep.make_plan(["--", "-m", "hydra.sweep.dir=out/my sweep", "seed=0"])
-    assert sweep.worker_args(mine, 3) == ["-m", "seed=0", "hydra.sweep.dir='out/my sweep/worker3'"]
-    with pytest.raises(sweep.SweepError, match="device=cuda:1 names a GPU a worker cannot see"):
-        sweep.make_plan(["--", "seed=0", "device=cuda:1"])
-    monkeypatch.setattr(sweep, "device_count", lambda: 0)
-    assert sweep.make_plan(["--per-gpu", "3", "--", "seed=0"]).workers == 1  # no GPU: one CPU worker
+    assert launch.worker_args(plan, 1)[-1] == f"hydra.sweep.dir={tmp_path}/worker1"
+    assert launch.worker_env(plan, 2)["CUDA_VISIBLE_DEVICES"] == "5"
+    mine = launch.make_plan(["--", "-m", "hydra.sweep.dir=out/my sweep", "seed=0"])
+    assert launch.worker_args(mine, 3) == ["-m", "seed=0", "hydra.sweep.dir='out/my sweep/worker3'"]
+    with pytest.raises(launch.SweepError, match="device=cuda:1 names a GPU a worker cannot see"):
+        launch.make_plan(["--", "seed=0", "device=cuda:1"])
+    monkeypatch.setattr(launch, "device_count", lambda: 0)
+    assert launch.make_plan(["--per-gpu", "3", "--", "seed=0"]).workers == 1  # no GPU: one CPU worker
 
 
 def test_the_tally_counts_runs_from_the_run_store(tmp_path):
@@ -176,7 +176,7 @@ def test_the_tally_counts_runs_from_the_run_store(tmp_path):
     runs = [tmp_path / name for name in ("done-before", "completed", "diverged", "killed", "new")]
     RunDir(runs[0]).path.mkdir()
     RunDir(runs[0]).write_status("completed")
-    tally = sweep.Tally.start(runs)
+    tally = launch.Tally.start(runs)
     assert tally.progress() == "adala-sweep: 1/5 runs done"
     for path, state in zip(runs[1:4], ("completed", "diverged", "running")):
         path.mkdir()

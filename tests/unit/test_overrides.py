@@ -1,13 +1,16 @@
 """Overrides are read by Hydra's parser: adala-train, adala-plan and adala-sweep take the same sweep syntax, and a
-sweep's jobs are Hydra's basic sweeper's, experiment included."""
+sweep's jobs are Hydra's basic sweeper's, experiment included. The other way, hydra_string/hydra_value: what
+adala-sweep (its workers' sweep folders) and adala-report --emit-best (optimizer values) write into Hydra overrides
+must parse back, through Hydra's own override parser, to the very same value."""
 
 from __future__ import annotations
 
 import pytest
+from hydra.core.override_parser.overrides_parser import OverridesParser
 
 from adala_bench.config import ConfigError
-from adala_bench.overrides import check_groups, override_args, sweep_jobs
-from adala_bench.sweeps import sweep_cells
+from adala_bench.overrides import check_groups, hydra_string, hydra_value, override_args, sweep_jobs
+from adala_bench.sweep_runs import sweep_cells
 
 
 def test_choice_glob_range_and_commas_expand_as_hydra_expands_them():
@@ -56,3 +59,31 @@ def test_one_cell_per_composed_config_with_its_seeds_and_its_sweep_values():
     assert len(cells) == 2 * 5 and cells[0].root.name == "search"
     assert cells[0].run.optimizer.hparams["lr"] == pytest.approx(3.0)  # 30 × 0.1: the lr the run is named by
     assert [c.seeds for c in sweep_cells(["task=cifar10_vgg11"])] == [[0]]  # the config's seed when none is given
+
+
+PARSER = OverridesParser.create()
+
+
+def parsed(value_text: str):
+    return PARSER.parse_override(f"key={value_text}").value()
+
+
+@pytest.mark.parametrize("text", [
+    "results/sweep-logs/2026-11-29_10-00-00/worker0", "torch.optim.Adamax", "/tmp/a:b+c", ".hidden", "_x",
+    "null", "True", "NaN", "inf",  # bare, Hydra would read None, a bool, floats
+    "2026-11-29/worker0", "1e-3", "10", "-x",  # bare, a number or not a value at all
+    "with space", "a,b", "x=y", "tab\tx", "é", "it's", "a\\b", "trailing\\", "a\\'b", "\\\\server\\share\\",
+])
+def test_a_string_parses_back_to_itself(text):
+    assert parsed(hydra_string(text)) == text
+
+
+def test_plain_names_and_paths_stay_bare():
+    assert hydra_string("results/runs/x") == "results/runs/x"
+    assert hydra_string("torch.optim.Adamax") == "torch.optim.Adamax"
+    assert hydra_string("null") == "'null'" and hydra_string("a b") == "'a b'"
+
+
+@pytest.mark.parametrize("value", [1e-3, 30, 0.00030000000000000003, True, None, [0.9, 0.999], "null", "a\\b"])
+def test_a_config_value_parses_back_to_itself(value):
+    assert parsed(hydra_value(value)) == value

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 from omegaconf import OmegaConf
 
-from adala_bench.cli import hydra_value
+from adala_bench.overrides import hydra_value
 from adala_bench.config import normalised
 from adala_bench.report.cli import main
 from adala_bench.report.search import override_line

@@ -19,7 +19,7 @@ are skipped, interrupted ones resume from their last checkpoint).
   header naming its CUDA_VISIBLE_DEVICES and command. Workers get OMP_NUM_THREADS = cores // k unless it is set.
 - Ctrl-C (SIGINT) or SIGTERM: every worker gets SIGINT (each worker runs in its own session, so it gets it once),
   the runner records its run interrupted, and the next start of the sweep resumes it. A second signal kills them.
-- Before starting anything it lists the sweep's runs (sweeps.py: the run directories the workers will use), so bad
+- Before starting anything it lists the sweep's runs (sweep_runs.py: the run directories the workers will use), so bad
   overrides stop it in one line. While it runs: `adala-sweep: k/N runs done` each time k changes, read from the run
   store every `--progress-every` seconds (30 by default; records.py, as adala-plan reads it). At the end:
   `adala-sweep: D/N runs done (...)`; the exit status is 0 if every worker exited 0, the first failing worker's
@@ -41,11 +41,11 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from adala_bench.cli import OneLineParser, hydra_string
+from adala_bench.cli import OneLineParser
 from adala_bench.config import ConfigError
-from adala_bench.overrides import override_args, parse, values
-from adala_bench.records import last_line, read_run
-from adala_bench.sweeps import sweep_paths
+from adala_bench.overrides import hydra_string, override_args, parse, values
+from adala_bench.records import DONE_STATES, last_line, read_run
+from adala_bench.sweep_runs import sweep_paths
 
 PROG = "adala-sweep"
 SIMULATE_ENV = "ADALA_SIMULATE_GPUS"
@@ -73,7 +73,7 @@ def build_parser() -> OneLineParser:
     parser.add_argument("--logs", type=Path, default=None, metavar="DIR",
                         help="where worker<w>.log go (default results/sweep-logs/<time>)")
     parser.add_argument("--progress-every", type=float, default=30.0, metavar="SECONDS",
-                        help="how often to read the workers' logs for the k/N runs done line (default 30)")
+                        help="how often to read the run store for the k/N runs done line (default 30)")
     parser.add_argument("--simulate-gpus", type=int, default=None, help=argparse.SUPPRESS)
     return parser
 
@@ -87,7 +87,7 @@ class Plan:
     logs: Path
     runs: list[Path] = field(default_factory=list)  # the sweep's run directories (where progress is read)
     cpu_asked: bool = False  # --gpus 0 (rather than no GPU found)
-    progress_every: float = 30.0  # seconds between progress lines' log reads
+    progress_every: float = 30.0  # seconds between the run-store reads of the progress line
 
     @property
     def workers(self) -> int:
@@ -242,7 +242,7 @@ class Tally:
 
     @property
     def done(self) -> set[Path]:
-        return {path for path, state in self.states.items() if state in ("completed", "diverged")}
+        return {path for path, state in self.states.items() if state in DONE_STATES}
 
     def progress(self) -> str:
         return f"{PROG}: {len(self.done)}/{len(self.runs)} runs done"
