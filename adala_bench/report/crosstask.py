@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from adala_bench.catalog import FAMILIES, TASKS, optimizer_label, optimizer_rows
-from .format import count, number, rank, times
+from .format import MISSING, count, number, rank, times
 from .page import Block, Heading, Table, Text, figure
 
 # How each metric becomes a cost for the performance profile (lower is better, 0 is perfect): the error rate
@@ -201,8 +201,9 @@ def cross_task(frame: pd.DataFrame, runs: pd.DataFrame, cells: pd.DataFrame) -> 
     tasks = covered_tasks(cells)
     used = runs[runs["used"].astype(bool)]
     random = set(used.loc[used["random_fid_weights"].astype(bool), "task"].astype(object))
-    return CrossTask(tasks=tasks, ranks=ranks(cells), ratios=ratios, performance=performance_profile(ratios, len(tasks)),
-                     time_to_target=time_to_target(frame, runs), random_fid=[t for t in tasks if t in random])
+    return CrossTask(tasks=tasks, ranks=ranks(cells), ratios=ratios,
+                     performance=performance_profile(ratios, len(tasks)), time_to_target=time_to_target(frame, runs),
+                     random_fid=[t for t in tasks if t in random])
 
 
 # --- the view as page blocks ----------------------------------------------------------------------------------
@@ -299,7 +300,7 @@ def _time_to_target_blocks(view: CrossTask, figures: set[str] | None, level: int
     rows = []
     for task, target in targets.items():
         row = [TASKS[task].model, number(target)]
-        row += [_reach(by.loc[(task, o)]) if (task, o) in by.index else "–" for o in optimizers]
+        row += [_reach(by.loc[(task, o)]) if (task, o) in by.index else MISSING for o in optimizers]
         rows.append(row)
     blocks += [Text("Each optimizer's cell: gradient evaluations (× AdaBelief's) · wall seconds (× AdaBelief's) · "
                     "runs that reached the target / runs."),

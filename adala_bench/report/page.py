@@ -2,8 +2,8 @@
 blocks, so that the two cannot say different things.
 
 Blocks: Heading, Text (a paragraph), Table (header and rows of strings), Bullets, Image (a PNG in the output
-folder; `figure` gives one only where it was drawn). Inline markup inside any text is the small subset both renderers understand: `code`, **bold** and
-[text](file) links to files beside the page. The HTML embeds every image as a base64 data: URI and loads nothing
+folder; `figure` gives one only where it was drawn). Inline markup inside any text is the small subset both
+renderers understand: `code`, **bold** and [text](file) links to files beside the page. The HTML embeds every image as a base64 data: URI and loads nothing
 else: one file to copy off a GPU box and open in any browser.
 """
 from __future__ import annotations

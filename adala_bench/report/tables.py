@@ -194,6 +194,7 @@ def render_csv(cells: pd.DataFrame, table: str) -> str:
 
 
 _LATEX_SPECIAL = re.compile(r"([\\&%$#_{}~^])")
+LATEX_MISSING = "--"  # an en dash in LaTeX
 
 
 def latex_escape(text: str) -> str:
@@ -229,11 +230,11 @@ def render_latex(cells: pd.DataFrame, table: str) -> str:
         row = [latex_escape(optimizer_label(optimizer))]
         for model in models:
             cell = by_key[(optimizer, model)]
-            text = mean_std(cell.mean, cell.std, cell.n, pm=r"$\pm$", n_text="({n})", missing="--")
+            text = mean_std(cell.mean, cell.std, cell.n, pm=r"$\pm$", n_text="({n})", missing=LATEX_MISSING)
             if (optimizer, model) in markers:
                 text += rf"\textsuperscript{{{markers[(optimizer, model)]}}}"
-            diff = signed(cell.diff, missing="--")
-            row += [text, number(cell.paper, missing="--"), diff if diff == "--" else f"${diff}$"]
+            diff = signed(cell.diff, missing=LATEX_MISSING)
+            row += [text, number(cell.paper, missing=LATEX_MISSING), diff if diff == LATEX_MISSING else f"${diff}$"]
         lines.append(" & ".join(row) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}", "", r"\smallskip", r"\begin{minipage}{\linewidth}\footnotesize"]
     lines += [latex_escape(n.replace("`", "")) + r"\par" for n in notes]
