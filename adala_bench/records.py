@@ -12,7 +12,8 @@ adala-plan, adala-sweep and the report all read runs through `read_run`; nothing
 
 Completed and diverged runs are done: a sweep never runs them again. Reading creates and writes nothing; the lock is
 probed only for runs whose status says running, and only for microseconds (store.lock_holder). A record reads the
-last metrics row and the config only when asked (`last_row`, `config`, `profile`).
+last metrics row and the config only when asked (`last_row`, `config`, and by a line scan `profile` and
+`data_source`).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import os
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from adala_bench.store import CONFIG_FILE, METRICS_FILE, STATUS_FILE, lock_holder
 
@@ -72,16 +73,32 @@ class RunRecord:
 
     @cached_property
     def profile(self) -> str | None:
-        """The `profile:` line of config.yaml (the top-level key every composed config has), read without parsing
-        the YAML: thousands of runs are read this way by the report."""
+        """The `profile:` line of config.yaml (the top-level key every composed config has)."""
+        for line in self._config_lines():
+            if line.startswith("profile:"):
+                return line.partition(":")[2].strip() or None
+        return None
+
+    @cached_property
+    def data_source(self) -> str | None:
+        """data.source from config.yaml: the `  source:` line inside the top-level `data:` block (OmegaConf writes
+        nested keys indented by two spaces)."""
+        inside = False
+        for line in self._config_lines():
+            if not line.startswith(" "):
+                inside = line.rstrip() == "data:"
+            elif inside and line.startswith("  source:"):
+                return line.partition(":")[2].strip() or None
+        return None
+
+    def _config_lines(self) -> Iterator[str]:
+        """config.yaml line by line, nothing when it cannot be read: a line scan, no YAML parse, because the report
+        reads thousands of runs this way."""
         try:
             with open(self.path / CONFIG_FILE, encoding="utf-8", errors="replace") as handle:
-                for line in handle:
-                    if line.startswith("profile:"):
-                        return line.partition(":")[2].strip() or None
+                yield from handle
         except OSError:
-            return None
-        return None
+            return
 
 
 def read_run(path: str | os.PathLike) -> RunRecord:

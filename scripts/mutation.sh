@@ -81,7 +81,9 @@ adala_bench.report.select.x_choose_hparams__mutmut_*
 adala_bench.report.stats.x_welch__mutmut_*
 adala_bench.report.stats.x_adala_vs_adabelief__mutmut_*
 adala_bench.report.stats.x__summary__mutmut_*
-adala_bench.report.stats.x_verdict__mutmut_*"
+adala_bench.report.stats.x_verdict_kind__mutmut_*
+adala_bench.report.stats.x_verdict__mutmut_*
+adala_bench.report.stats.x_tally__mutmut_*"
 TESTS[report]="tests/unit/test_report_select.py tests/unit/test_report_stats.py tests/unit/test_independent_matched.py
 tests/unit/test_independent_report.py"
 

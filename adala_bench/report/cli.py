@@ -20,9 +20,9 @@ from .reference import paper_values, published_curves
 from .results import Results, compute
 from .search import search_table
 from .search_output import emit_best, write_search
-from .select import RULES, choose_hparams, run_values
+from .select import RULES
 from .stats import render_comparison_markdown
-from .tables import render_latex, render_markdown, render_missing
+from .tables import render_csv, render_latex, render_markdown, render_missing
 
 EPILOG = """\
 The page, results/report/index.md (and index.html, the same page with its figures embedded: one file that opens
@@ -109,15 +109,15 @@ def write_tables(results: Results, out: Path, runs_csv: bool = False) -> list[Pa
         name = table.lower()
         texts[f"{name}.md"] = render_markdown(cells, table)
         texts[f"{name}.tex"] = render_latex(cells, table)
-        texts[f"{name}.csv"] = cells[cells["table"] == table].to_csv(index=False)
-    texts["adala_vs_adabelief.md"] = render_comparison_markdown(results.comparison, rule)
+        texts[f"{name}.csv"] = render_csv(cells, table)
+    texts["adala_vs_adabelief.md"] = render_comparison_markdown(results.comparison, cells, rule)
     texts["adala_vs_adabelief.csv"] = results.comparison.to_csv(index=False)
     texts["compute_matched.md"] = render_matched_markdown(results.matched, rule)
     texts["compute_matched.csv"] = results.matched.to_csv(index=False)
-    texts["ranks.csv"] = rank_table(results.ranks).to_csv(index=False)
-    texts["performance_profile.csv"] = results.performance.to_csv(index=False)
-    texts["performance_ratios.csv"] = results.ratios.to_csv(index=False)
-    texts["time_to_target.csv"] = results.time_to_target.to_csv(index=False)
+    texts["ranks.csv"] = rank_table(results.cross.ranks).to_csv(index=False)
+    texts["performance_profile.csv"] = results.cross.performance.to_csv(index=False)
+    texts["performance_ratios.csv"] = results.cross.ratios.to_csv(index=False)
+    texts["time_to_target.csv"] = results.cross.time_to_target.to_csv(index=False)
     texts["missing.md"] = render_missing(cells, results.runs)
     texts["selected_runs.csv"] = results.runs.assign(rule=rule).to_csv(index=False)
     if runs_csv:
@@ -156,9 +156,9 @@ def main(argv: list[str] | None = None) -> int:
               f"(adala-report --profile {profile} tabulates them)", file=sys.stderr)
     frame = frame[frame["profile"] == args.profile]
     rule = args.rule or "paper"
+    results = (compute(frame, paper, rule, args.profile, args.runs, args.expected_seeds)
+               if args.explain is not None or what != "none" else None)
     if args.explain is not None:
-        results = compute(frame, choose_hparams(run_values(frame, rule)), paper, rule, args.profile, args.runs,
-                          args.expected_seeds)
         try:
             sys.stdout.write(explain(results, args.explain, reference))
         except ExplainError as error:
@@ -177,9 +177,7 @@ def main(argv: list[str] | None = None) -> int:
             except OSError as error:
                 parser.error(f"cannot write --emit-best file '{args.emit_best}' ({error.strerror})")
             written.append(args.emit_best)
-    if what != "none":
-        results = compute(frame, choose_hparams(run_values(frame, rule)), paper, rule, args.profile, args.runs,
-                          args.expected_seeds)
+    if results is not None:
         figures: set[str] | None = None
         notes: list[str] = []
         if what in ("tables", "all"):
@@ -187,8 +185,7 @@ def main(argv: list[str] | None = None) -> int:
         if what in ("figures", "all"):
             published = published_curves(reference) if args.published else None
             drawn, notes = write_figures(frame, results.runs, paper, args.out, args.x, published)
-            cross, cross_notes = write_crosstask_figures(results.performance, len(results.tasks),
-                                                         results.time_to_target, args.out)
+            cross, cross_notes = write_crosstask_figures(results.cross, args.out)
             drawn, notes = drawn + cross, notes + cross_notes
             written += drawn
             figures = {p.name for p in drawn}

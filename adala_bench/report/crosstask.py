@@ -1,5 +1,6 @@
 """The cross-task view: which optimizer wins over all the tasks the runs cover, and what AdaLA's second gradient
-per step costs to get there. Pure functions on the report's frames, returning DataFrames.
+per step costs to get there. Pure functions on the report's frames, returning DataFrames, and the view's page
+blocks.
 
     ranks                each optimizer's rank in each table cell (1 = best; ties share the mean rank)
     rank_table           the ranks wide, with each optimizer's mean rank over the tasks two or more optimizers
@@ -8,16 +9,23 @@ per step costs to get there. Pure functions on the report's frames, returning Da
     performance_profile  AlgoPerf's summary: the fraction of tasks whose ratio is within a factor tau of the best
     time_to_target       per task, the gradient evaluations and wall time each optimizer needs to first reach
                          AdaBelief's final value
+    cross_task           all of the above for one report, computed once (a CrossTask)
+    crosstask_blocks     the view as page blocks: ranks, the performance profile, time to AdaBelief's final value
 
 A task is one column of Tables 2-4; ranks and ratios compare cell means (the selection rule's value, over the
 runs the table averages), so they say what the tables say, across tables.
 """
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 
 from adala_bench.catalog import FAMILIES, TASKS, optimizer_label, optimizer_rows
+from .format import MISSING, count, number, rank, times
+from .page import Block, Heading, Table, Text, figure
 
 # How each metric becomes a cost for the performance profile (lower is better, 0 is perfect): the error rate
 # for accuracy; perplexity and FID as they are.
@@ -30,6 +38,8 @@ TARGET_OPTIMIZER = "adabelief"
 _HIGHER_IS_BETTER = {name: task.family.higher_is_better for name, task in TASKS.items()}
 RANK_COLUMNS = ["task", "model", "metric", "optimizer", "label", "value", "rank", "ranked"]
 RATIO_COLUMNS = ["task", "model", "metric", "optimizer", "label", "value", "cost", "best_cost", "ratio"]
+# The view's figures (figures.py draws them), by their file stems.
+CROSS_FIGURES = {"profile": "fig6_performance_profile", "time_to_target": "fig7_time_to_target"}
 TARGET_COLUMNS = ["task", "model", "metric", "target", "optimizer", "label", "n", "reached", "epoch", "grad_evals",
                   "wall_s", "grad_evals_vs_adabelief", "wall_s_vs_adabelief"]
 
@@ -171,3 +181,161 @@ def _metric_series(rows: pd.DataFrame) -> np.ndarray:
             series = np.where(np.isnan(series), rows["fid_curve"].to_numpy(dtype=float), series)
         value[mask] = series[mask]
     return value
+
+
+# --- the view of one report -----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class CrossTask:
+    tasks: list[str]  # the tasks covered (a cell with a value), in catalog order
+    ranks: pd.DataFrame  # ranks (long)
+    ratios: pd.DataFrame  # profile_ratios
+    performance: pd.DataFrame  # performance_profile over `tasks`
+    time_to_target: pd.DataFrame
+    random_fid: list[str]  # the covered tasks whose used runs include FIDs from random Inception weights
+
+
+def cross_task(frame: pd.DataFrame, runs: pd.DataFrame, cells: pd.DataFrame) -> CrossTask:
+    """The whole view from the long frame, the selected runs and the table cells."""
+    ratios = profile_ratios(cells)
+    tasks = covered_tasks(cells)
+    used = runs[runs["used"].astype(bool)]
+    random = set(used.loc[used["random_fid_weights"].astype(bool), "task"].astype(object))
+    return CrossTask(tasks=tasks, ranks=ranks(cells), ratios=ratios,
+                     performance=performance_profile(ratios, len(tasks)), time_to_target=time_to_target(frame, runs),
+                     random_fid=[t for t in tasks if t in random])
+
+
+# --- the view as page blocks ----------------------------------------------------------------------------------
+
+def crosstask_blocks(view: CrossTask, rule: str, figures: set[str] | None, level: int = 2) -> list[Block]:
+    """Ranks, the performance profile and time to AdaBelief's final value, with their figures where `figures`
+    (the file names drawn; None: figures were not asked for) has them."""
+    blocks: list[Block] = [Heading(level, "Across the tasks")]
+    n = len(view.tasks)
+    if not n:
+        return blocks + [Text("No task has a completed run: nothing to compare across tasks.")]
+    models = [TASKS[t].model for t in view.tasks]
+    blocks.append(Text(f"Over the {count(n, 'task')} these runs cover ({', '.join(models)}; of {len(TASKS)}), "
+                       f"from the cell means of Tables 2-4 (rule `{rule}`)."))
+    if view.random_fid:
+        blocks.append(Text(f"Flagged: the FIDs of {', '.join(TASKS[t].model for t in view.random_fid)} come from "
+                           "random Inception weights, not a real FID; they rank the optimizers against each other "
+                           "only."))
+    return (blocks + _ranks_blocks(view.ranks, level + 1) + _profile_blocks(view, figures, level + 1)
+            + _time_to_target_blocks(view, figures, level + 1))
+
+
+def _ranks_blocks(ranked: pd.DataFrame, level: int) -> list[Block]:
+    table = rank_table(ranked)
+    models = [c for c in table.columns if c not in ("optimizer", "label", "mean_rank", "tasks")]
+    contenders = ranked.groupby("model")["ranked"].first()
+    header = ["Optimizer"] + [f"{m} (of {contenders[m]})" for m in models] + ["mean rank", "tasks"]
+    rows = [[row["label"]] + [rank(row[m]) for m in models] + [number(row["mean_rank"]), str(row["tasks"])]
+            for _, row in table.iterrows()]
+    contested = [m for m in models if contenders[m] >= 2]
+    blocks: list[Block] = [Heading(level, "Ranks"), Table(header, rows),
+                           Text("Rank 1 = the best cell mean on that task (ties share the mean of their ranks); "
+                                "(of k): the optimizers with a value there. Mean rank over the tasks with two or "
+                                "more optimizers that the optimizer has a value on; tasks = how many.")]
+    full = table[table["tasks"] == len(contested)] if contested else table.iloc[:0]
+    if len(full) > 1:
+        best = full["mean_rank"].min()
+        winners = [row.label for row in full.itertuples() if math.isclose(row.mean_rank, best)]
+        blocks.append(Text(f"Lowest mean rank over the {count(len(contested), 'task')} with two or more "
+                           f"optimizers, among the {len(full)} that ran on all of them: **{' and '.join(winners)}** "
+                           f"({number(best)})."))
+    partial = table[table["tasks"] < len(contested)]
+    if len(partial):
+        blocks.append(Text("Mean ranks over different tasks do not compare: " + "; ".join(
+            f"{row.label} has values on {row.tasks} of {len(contested)}" for row in partial.itertuples()) + "."))
+    alone = [m for m in models if contenders[m] == 1]
+    if alone:
+        blocks.append(Text(f"One optimizer only, left out of the mean ranks (rank 1 there says nothing): "
+                           f"{', '.join(alone)}."))
+    return blocks
+
+
+def _profile_blocks(view: CrossTask, figures: set[str] | None, level: int) -> list[Block]:
+    n = len(view.tasks)
+    costs = "; ".join(f"{metric}: {COSTS[metric][0]}" for metric in dict.fromkeys(view.ratios["metric"]))
+    blocks: list[Block] = [Heading(level, "Performance profile")]
+    blocks += figure(figures, CROSS_FIGURES["profile"],
+                     f"Performance profile over {count(n, 'task')}: the fraction of tasks on which each optimizer's "
+                     "value lies within a factor τ of the best.")
+    blocks.append(Text(f"AlgoPerf's summary. Each cell mean becomes a cost, lower is better ({costs}); its ratio "
+                       "is the cost over the best cost on the task (1 = the best). ρ(τ) = the fraction of the "
+                       f"{count(n, 'task')} whose ratio is at most τ; a task an optimizer has no value on never "
+                       "counts for it."))
+    models = [TASKS[t].model for t in view.tasks]
+    by = view.ratios.set_index(["optimizer", "model"])["ratio"]
+    header = ["Optimizer"] + [f"{m} ratio" for m in models] + ["ρ(1): best on", "ρ(1.1): within 10%"]
+    rows = []
+    for optimizer in [c for c in view.performance.columns if c != "tau"]:
+        ratios = [by.get((optimizer, m), math.nan) for m in models]
+        within = [sum(x <= tau for x in ratios if np.isfinite(x)) for tau in (1.0, 1.1)]
+        rows.append([optimizer_label(optimizer)] + [number(x, ".3f") for x in ratios]
+                    + [f"{k} of {n}" for k in within])
+    return blocks + [Table(header, rows)]
+
+
+def _time_to_target_blocks(view: CrossTask, figures: set[str] | None, level: int) -> list[Block]:
+    ttt = view.time_to_target
+    blocks: list[Block] = [Heading(level, "Time to AdaBelief's final value")]
+    blocks += figure(figures, CROSS_FIGURES["time_to_target"],
+                     "Gradient evaluations and wall time to first reach AdaBelief's final value, as a multiple of "
+                     "AdaBelief's own (1 = as fast; × = no run reached it; k/n = only k of n runs did).")
+    blocks.append(Text(
+        "What AdaLA's second gradient per step must pay for. Target: AdaBelief's final value on the task (the mean, "
+        "over the runs its cell averages, of the metric at each run's last logged epoch; GANs: `fid`, with "
+        "`fid_curve` on the earlier epochs). For each optimizer's runs, the first epoch at or past the target; "
+        "epoch, gradient evaluations (AdaLA counts 2 per step) and wall seconds are means over the runs that reach "
+        "it; reached = how many did, of n."))
+    if ttt.empty:
+        return blocks + [Text("No task has a completed AdaBelief run, so there is no target.")]
+    present = set(ttt["optimizer"])
+    optimizers = [o for o in optimizer_rows(present) if o in present]
+    by = ttt.set_index(["task", "optimizer"])
+    targets = ttt.groupby("task", sort=False)["target"].first()
+    rows = []
+    for task, target in targets.items():
+        row = [TASKS[task].model, number(target)]
+        row += [_reach(by.loc[(task, o)]) if (task, o) in by.index else MISSING for o in optimizers]
+        rows.append(row)
+    blocks += [Text("Each optimizer's cell: gradient evaluations (× AdaBelief's) · wall seconds (× AdaBelief's) · "
+                    "runs that reached the target / runs."),
+               Table(["Model", "target"] + [optimizer_label(o) for o in optimizers], rows),
+               Text(_adala_pays(ttt))]
+    targetless = [TASKS[t].model for t in view.tasks if t not in set(ttt["task"])]
+    if targetless:
+        blocks.append(Text(f"No target (no completed AdaBelief run): {', '.join(targetless)}."))
+    return blocks
+
+
+def _reach(row) -> str:
+    """One time-to-target cell: 'evals (×ratio) · s (×ratio) · k/n', or 'not reached · 0/n'."""
+    if row["reached"] == 0:
+        return f"not reached · 0/{row['n']}"
+    return (f"{number(row['grad_evals'], '.0f')} ({times(row['grad_evals_vs_adabelief'])}) · "
+            f"{number(row['wall_s'], '.1f')} s ({times(row['wall_s_vs_adabelief'])}) · {row['reached']}/{row['n']}")
+
+
+def _adala_pays(ttt: pd.DataFrame) -> str:
+    """One sentence: on how many tasks AdaLA reached the target, and at what cost relative to AdaBelief."""
+    adala = ttt[ttt["optimizer"] == "adala"]
+    if adala.empty:
+        return "AdaLA has no run on a task with a target."
+    reached = adala[adala["reached"] > 0]
+    text = (f"AdaLA reached AdaBelief's final value on {len(reached)} of {count(len(adala), 'task')} "
+            f"(with every run on {int((adala['reached'] == adala['n']).sum())})")
+    ratios = {what: reached[f"{what}_vs_adabelief"].to_numpy(dtype=float) for what in ("grad_evals", "wall_s")}
+    parts = [f"{number(_geomean(v))}× AdaBelief's {label}" for (what, v), label in
+             zip(ratios.items(), ("gradient evaluations", "wall time")) if np.isfinite(v).any()]
+    if parts:
+        text += "; where it did, it needed " + " and ".join(parts) + " (geometric mean over those tasks)"
+    return text + "."
+
+
+def _geomean(values: np.ndarray) -> float:
+    values = values[np.isfinite(values) & (values > 0)]
+    return float(np.exp(np.log(values).mean())) if len(values) else math.nan

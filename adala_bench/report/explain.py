@@ -16,10 +16,10 @@ import pandas as pd
 
 from adala_bench.catalog import OPTIMIZER_ORDER, TABLES, optimizer_label, optimizer_rows, table_family, table_tasks
 from adala_bench.store import METRICS_FILE
+from .format import exact, mean_std, signed
 from .reference import PAPER_TABLES
 from .results import Results
 from .select import rule_description
-from .tables import number_text
 
 SPELLING = "TABLE/MODEL/OPTIMIZER, e.g. table3/LSTM-2layer/adala"
 
@@ -86,8 +86,8 @@ def explain(results: Results, spec: str, reference_dir: Path) -> str:
         where = f"{os.path.join(run.run_dir, METRICS_FILE)}:{number}" if number else "(line not found)"
         extra = ""
         if family.val_metric and record and family.val_metric in record:
-            extra = f", {family.val_metric} {number_text(record[family.val_metric])}"
-        lines.append(f"  seed {run.seed}: epoch {number_text(run.epoch)}, {metric} {number_text(run.value)}{extra}")
+            extra = f", {family.val_metric} {exact(record[family.val_metric])}"
+        lines.append(f"  seed {run.seed}: epoch {exact(run.epoch)}, {metric} {exact(run.value)}{extra}")
         lines.append(f"    {where}")
     left = chosen[~chosen["used"]]
     if len(left):
@@ -109,22 +109,20 @@ def arithmetic(values, cell) -> list[str]:
     total = sum(float(v) for v in values)
     mean = total / n
     if n == 1:
-        out = [f"mean = {number_text(mean)} (one run)"]
+        out = [f"mean = {exact(mean)} (one run)"]
     else:
-        out = [f"mean = ({' + '.join(number_text(v) for v in values)}) / {n} = {number_text(total)} / {n} = "
-               f"{number_text(mean)}"]
+        out = [f"mean = ({' + '.join(exact(v) for v in values)}) / {n} = {exact(total)} / {n} = "
+               f"{exact(mean)}"]
     if n >= 2:
         squares = [(float(v) - mean) ** 2 for v in values]
         spread = sum(squares)
         std = math.sqrt(spread / (n - 1))
-        terms = " + ".join(f"({number_text(v)} − {number_text(mean)})²" for v in values)
-        out.append(f"sample std (ddof=1) = sqrt(({terms}) / ({n} − 1)) = sqrt({number_text(spread)} / {n - 1}) = "
-                   f"{number_text(std)}")
-        shown = f"{cell['mean']:.2f} ± {cell['std']:.2f} (n={n})"
+        terms = " + ".join(f"({exact(v)} − {exact(mean)})²" for v in values)
+        out.append(f"sample std (ddof=1) = sqrt(({terms}) / ({n} − 1)) = sqrt({exact(spread)} / {n - 1}) = "
+                   f"{exact(std)}")
     else:
         out.append("sample std (ddof=1): undefined for one run (shown as –)")
-        shown = f"{cell['mean']:.2f} ± – (n={n})"
-    out.append(f"table cell: {shown}; flags: {cell['flags'] or 'none'}")
+    out.append(f"table cell: {mean_std(cell['mean'], cell['std'], n)}; flags: {cell['flags'] or 'none'}")
     return out
 
 
@@ -138,8 +136,8 @@ def paper_source(reference_dir: Path, table: str, model: str, optimizer: str, ce
                         and row[3].lower() == optimizer:
                     out = [f"paper: {row[5]}, from {path} line {number}:", f"  {','.join(row)}"]
                     if math.isfinite(cell["mean"]):
-                        out.append(f"diff = mean − paper = {number_text(cell['mean'])} − {row[5]} = "
-                                   f"{cell['diff']:+.2f}")
+                        out.append(f"diff = mean − paper = {exact(cell['mean'])} − {row[5]} = "
+                                   f"{signed(cell['diff'])}")
                     return out
     except OSError as error:
         return [f"paper: {path} cannot be read ({error.strerror})"]

@@ -21,6 +21,8 @@ from matplotlib.ticker import MaxNLocator, ScalarFormatter
 
 from adala_bench.catalog import TASKS, optimizer_label, optimizer_rows
 from adala_bench.store import SAMPLES_FILE as SAMPLES
+from .crosstask import CROSS_FIGURES, CrossTask
+from .format import count
 
 X_AXES = {"epoch": "epoch", "grad_evals": "gradient evaluations", "wall_s": "wall time (s)"}
 
@@ -287,9 +289,6 @@ def save(figures: dict[str, tuple[Figure | None, str]], out: Path, written: list
 
 # --- the cross-task view -------------------------------------------------------------------------------------
 
-CROSS_FIGURES = {"profile": "fig6_performance_profile", "time_to_target": "fig7_time_to_target"}
-
-
 def profile_figure(profile: pd.DataFrame, tasks: int) -> Figure | None:
     """The performance profile (crosstask.performance_profile) as step curves over a log tau axis; None when no
     optimizer has a value."""
@@ -313,7 +312,7 @@ def profile_figure(profile: pd.DataFrame, tasks: int) -> Figure | None:
     ax.tick_params(axis="x", which="minor", labelsize=7)
     ax.set_ylim(-0.02, 1.06)
     ax.set_xlabel("τ: within this factor of the best value on the task (cost = error rate, perplexity, FID)")
-    ax.set_ylabel(f"fraction of the {tasks} task{'s' if tasks != 1 else ''}")
+    ax.set_ylabel(f"fraction of the {count(tasks, 'task')}")
     ax.set_title("Performance profile: higher and further left is better")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
@@ -368,14 +367,14 @@ def time_to_target_figure(ttt: pd.DataFrame) -> Figure | None:
     return fig
 
 
-def write_crosstask_figures(profile: pd.DataFrame, tasks: int, ttt: pd.DataFrame,
-                            out: Path) -> tuple[list[Path], list[str]]:
+def write_crosstask_figures(view: CrossTask, out: Path) -> tuple[list[Path], list[str]]:
     """The performance profile and time-to-target figures, as PNG and PDF; the files written and what was not."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    figures = {CROSS_FIGURES["profile"]: (profile_figure(profile, tasks), "no optimizer has a value on any task"),
-               CROSS_FIGURES["time_to_target"]: (time_to_target_figure(ttt), "no task has an AdaBelief run to set "
-                                                                               "the target")}
+    figures = {CROSS_FIGURES["profile"]: (profile_figure(view.performance, len(view.tasks)),
+                                          "no optimizer has a value on any task"),
+               CROSS_FIGURES["time_to_target"]: (time_to_target_figure(view.time_to_target),
+                                                 "no task has an AdaBelief run to set the target")}
     written, notes = [], []
     save(figures, out, written, notes)
     return written, notes

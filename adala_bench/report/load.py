@@ -36,6 +36,9 @@ LEADING_METRICS = ["epoch", "grad_evals", "wall_s", "lr"]
 INTEGER_METRICS = ("epoch", "grad_evals")
 
 _JSON_TO_CSV = bytes.maketrans(b"{}:", b" \n,")
+# Every logged float read back exactly: pandas 2's C parser may land one ulp off unless asked for round-trip
+# parsing; pandas 3 parses exactly by default and deprecates the option.
+_EXACT_FLOATS = {"float_precision": "round_trip"} if int(pd.__version__.split(".")[0]) < 3 else {}
 _BATCH_RUNS = 500
 _THREADS = min(2, os.cpu_count() or 1)
 
@@ -219,6 +222,7 @@ def _parse_flat(blob: bytes, fields: int, lines: int) -> list[tuple[np.ndarray, 
         names=range(2 * fields),
         skipinitialspace=True,
         dtype={2 * j: "category" for j in range(fields)},
+        **_EXACT_FLOATS,
     )
     if len(table) != lines:
         raise ValueError(f"parsed {len(table)} rows from {lines} lines")

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import pandas as pd
 
 from adala_bench.catalog import TASKS, optimizer_label, optimizer_rows
+from .format import mean_std, number
 from .page import Block, Heading, Table, Text, to_markdown
 from .select import run_values
 
@@ -62,13 +62,6 @@ def _within_budget(frame: pd.DataFrame, used: pd.DataFrame, kind: str, budget: p
     return rows[rows[kind].to_numpy(dtype=float) <= limit]
 
 
-def _fmt(mean: float, std: float, n: int) -> str:
-    if n == 0 or not np.isfinite(mean):
-        return "–"
-    spread = f"{std:.2f}" if np.isfinite(std) else "–"
-    return f"{mean:.2f} ± {spread} (n={n})"
-
-
 MATCHED_NOTE = (
     "Per task, every optimizer is cut at the same budget: the smallest final number of gradient evaluations "
     "(AdaLA counts 2 per step) and, separately, the smallest final wall time among the optimizers; the "
@@ -85,13 +78,13 @@ def matched_blocks(matched: pd.DataFrame, rule: str, level: int = 2) -> list[Blo
               "at wall-time budget"]
     for task, part in matched.groupby("task", sort=False):
         first = part.iloc[0]
-        rows = [[r.label, _fmt(r.full_mean, r.full_std, r.n), _budget(r.grad_evals_final, ".0f"),
-                 _fmt(r.grad_evals_mean, r.grad_evals_std, r.grad_evals_n), _budget(r.wall_s_final, ".1f"),
-                 _fmt(r.wall_s_mean, r.wall_s_std, r.wall_s_n)] for r in part.itertuples()]
+        rows = [[r.label, mean_std(r.full_mean, r.full_std, r.n), number(r.grad_evals_final, ".0f"),
+                 mean_std(r.grad_evals_mean, r.grad_evals_std, r.grad_evals_n), number(r.wall_s_final, ".1f"),
+                 mean_std(r.wall_s_mean, r.wall_s_std, r.wall_s_n)] for r in part.itertuples()]
         blocks += [
             Heading(level + 1, f"{first['model']} ({task}, {first['metric']})"),
-            Text(f"Budgets: {_budget(first['grad_evals_budget'], '.0f')} gradient evaluations, "
-                 f"{_budget(first['wall_s_budget'], '.1f')} s wall time."),
+            Text(f"Budgets: {number(first['grad_evals_budget'], '.0f')} gradient evaluations, "
+                 f"{number(first['wall_s_budget'], '.1f')} s wall time."),
             Table(header, rows),
         ]
     return blocks
@@ -99,7 +92,3 @@ def matched_blocks(matched: pd.DataFrame, rule: str, level: int = 2) -> list[Blo
 
 def render_matched_markdown(matched: pd.DataFrame, rule: str) -> str:
     return to_markdown(matched_blocks(matched, rule))
-
-
-def _budget(x: float, spec: str) -> str:
-    return format(x, spec) if np.isfinite(x) else "–"

@@ -2,8 +2,8 @@
 blocks, so that the two cannot say different things.
 
 Blocks: Heading, Text (a paragraph), Table (header and rows of strings), Bullets, Image (a PNG in the output
-folder). Inline markup inside any text is the small subset both renderers understand: `code`, **bold** and
-[text](file) links to files beside the page. The HTML embeds every image as a base64 data: URI and loads nothing
+folder; `figure` gives one only where it was drawn). Inline markup inside any text is the small subset both
+renderers understand: `code`, **bold** and [text](file) links to files beside the page. The HTML embeds every image as a base64 data: URI and loads nothing
 else: one file to copy off a GPU box and open in any browser.
 """
 from __future__ import annotations
@@ -45,6 +45,12 @@ class Image:
 
 
 Block = Heading | Text | Table | Bullets | Image
+
+
+def figure(drawn: set[str] | None, stem: str, caption: str) -> list[Block]:
+    """The figure `stem`.png as an Image, where it was drawn (`drawn`: the file names written; None: figures were
+    not asked for); nothing otherwise."""
+    return [Image(stem + ".png", caption)] if drawn is not None and stem + ".png" in drawn else []
 
 
 # --- Markdown -------------------------------------------------------------------------------------------------

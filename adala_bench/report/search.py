@@ -27,7 +27,8 @@ import pandas as pd
 from adala_bench.catalog import FAMILIES, TASKS, optimizer_rows
 from adala_bench.overrides import hydra_value
 from adala_bench.config import CUSTOM
-from adala_bench.records import read_run
+from adala_bench.records import DONE_STATES, read_run
+from .format import count, number
 from .select import check_rule, run_values
 
 SEARCH_COLUMNS = [
@@ -100,7 +101,7 @@ def _cell(task: str, optimizer: str, family, members: pd.DataFrame, rule: str, a
             "task": task, "optimizer": optimizer, "hparams": tag, "lr": _number(config.get("lr")),
             "eps": _number(config.get("eps")),
             "runs": len(runs), "completed": int(completed.sum()), "diverged": int((states == "diverged").sum()),
-            "unfinished": int((~states.isin(["completed", "diverged"])).sum()),
+            "unfinished": int((~states.isin(DONE_STATES)).sum()),
             "val": float(val.mean()) if len(val) else math.nan, "val_n": len(val),
             "test": float(test.mean()) if len(test) else math.nan, "test_n": len(test),
         })
@@ -111,7 +112,7 @@ def _cell(task: str, optimizer: str, family, members: pd.DataFrame, rule: str, a
     eps_searched = tags["eps"].nunique() > 1  # search_ptb_eps: the choice is an (lr, eps) pair
 
     def setting(row) -> str:
-        return f"lr {show_number(row.lr)}" + (f", eps {show_number(row.eps)}" if eps_searched else "")
+        return f"lr {setting_number(row.lr)}" + (f", eps {setting_number(row.eps)}" if eps_searched else "")
 
     clean = _pick(tags, "val", "val_n", family.higher_is_better)
     paper = _pick(tags, "test", "test_n", family.higher_is_better)
@@ -130,7 +131,7 @@ def _cell(task: str, optimizer: str, family, members: pd.DataFrame, rule: str, a
         flags.append("diverged, never picked: " + ", ".join(f"{setting(r)} ({r.diverged} of {r.runs})"
                                                              for r in diverged.itertuples()))
     if (unfinished := int(tags["unfinished"].sum())):
-        flags.append(f"unfinished or failed runs:{unfinished} (the choice may still change)")
+        flags.append(f"{count(unfinished, 'run')} unfinished or failed (the choice may still change)")
     if (shared := tags[tags["lr"].notna() & tags.duplicated(["lr", "eps"], keep=False)]).size:
         flags.append("several tags share " + ", ".join(dict.fromkeys(setting(r) for r in shared.itertuples())))
     if (differing := _differing_keys(configs)):
@@ -206,8 +207,9 @@ def _number(value) -> float:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
 
 
-def show_number(x: float) -> str:
-    return "—" if x is None or not np.isfinite(x) else f"{x:.4g}"
+def setting_number(x: float) -> str:
+    """An lr or eps as the search shows it: four significant digits."""
+    return number(x, ".4g")
 
 
 def override_line(task: str, optimizer: str, config: dict, with_eps: bool = False) -> str:

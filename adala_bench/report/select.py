@@ -96,6 +96,9 @@ def choose_hparams(runs: pd.DataFrame) -> pd.DataFrame:
     lexicographically first) and `used` (chosen, completed and with a value: what a cell averages)."""
     runs = runs.copy()
     completed = runs["state"].astype(object) == "completed"
+    # observed=True: only the (task, optimizer, tag) triples that have runs. Unobserved ones (pandas 2's default
+    # for the categorical task and optimizer) count 0 completed runs, and one whose tag sorts first would take the
+    # choice of a cell whose only tag has no completed run yet.
     counts = (
         runs.assign(completed=completed, hparams=runs["hparams"].astype(object))
         .groupby(["task", "optimizer", "hparams"], observed=True)["completed"].sum()

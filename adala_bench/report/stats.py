@@ -1,4 +1,5 @@
-"""AdaLA against AdaBelief per cell: difference of means, Welch 95% confidence interval and p-value."""
+"""AdaLA against AdaBelief per cell: difference of means, Welch 95% confidence interval and p-value, and the
+verdict each row supports (one of VERDICTS, computed once; the words on the page follow from it)."""
 from __future__ import annotations
 
 import math
@@ -9,8 +10,10 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from adala_bench.catalog import TABLES, table_family, table_tasks
+from adala_bench.catalog import TABLES, optimizer_label, table_family, table_tasks
+from .format import mean_std, number, signed
 from .page import Block, Bullets, Heading, Table, Text, to_markdown
+from .tables import NO_RUNS, shared_flags
 
 
 @dataclass(frozen=True)
@@ -44,8 +47,17 @@ def welch(a, b, confidence: float = 0.95) -> Welch:
 COMPARISON_COLUMNS = [
     "table", "model", "metric", "higher_is_better", "n_adala", "mean_adala", "std_adala", "n_adabelief",
     "mean_adabelief", "std_adabelief", "diff", "ci_low", "ci_high", "df", "p_value", "paper_diff",
-    "ci_contains_zero", "ci_contains_paper_diff", "flags",
+    "ci_contains_zero", "ci_contains_paper_diff", "verdict", "flags",
 ]
+SIDES = ("adala", "adabelief")
+# What a row supports (its `verdict`), each with the name the answer's tally gives it.
+VERDICTS = {
+    "better": "AdaLA better",
+    "worse": "AdaLA worse",
+    "inside the noise": "inside the noise",
+    "not testable": "not testable (n < 2 on a side)",
+    "no runs": "without runs of one or both",
+}
 
 
 def adala_vs_adabelief(runs: pd.DataFrame, cells: pd.DataFrame) -> pd.DataFrame:
@@ -57,16 +69,16 @@ def adala_vs_adabelief(runs: pd.DataFrame, cells: pd.DataFrame) -> pd.DataFrame:
         for task in table_tasks(table):
             values = {
                 name: used.loc[(used["task"] == task.name) & (used["optimizer"] == name), "value"].to_numpy(float)
-                for name in ("adala", "adabelief")
+                for name in SIDES
             }
             result = welch(values["adala"], values["adabelief"])
             cell = cells[(cells["table"] == table) & (cells["model"] == task.model)].set_index("optimizer")
             paper_diff = cell["paper"].get("adala", math.nan) - cell["paper"].get("adabelief", math.nan)
-            flags = [f"{name}: {cell['flags'].get(name)}" for name in ("adala", "adabelief") if cell["flags"].get(name)]
+            flags = [f"{name}: {cell['flags'].get(name)}" for name in SIDES if cell["flags"].get(name)]
             if min(len(v) for v in values.values()) < 2:
                 flags.insert(0, "n<2")
             testable = np.isfinite(result.ci_low)
-            rows.append({
+            row = {
                 "table": table, "model": task.model, "metric": family.metric,
                 "higher_is_better": family.higher_is_better,
                 **_summary("adala", values["adala"]), **_summary("adabelief", values["adabelief"]),
@@ -75,7 +87,8 @@ def adala_vs_adabelief(runs: pd.DataFrame, cells: pd.DataFrame) -> pd.DataFrame:
                 "ci_contains_zero": bool(result.ci_low <= 0 <= result.ci_high) if testable else None,
                 "ci_contains_paper_diff": bool(result.ci_low <= paper_diff <= result.ci_high) if testable else None,
                 "flags": "; ".join(flags),
-            })
+            }
+            rows.append(row | {"verdict": verdict_kind(row)})
     return pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
 
 
@@ -87,21 +100,35 @@ def _summary(name: str, sample: np.ndarray) -> dict:
     }
 
 
-def _fmt(x, spec: str = ".2f") -> str:
-    return "–" if x is None or not np.isfinite(x) else format(float(x) + 0.0, spec)
+def verdict_kind(row) -> str:
+    """What a comparison row (a mapping of its columns) supports: one of VERDICTS."""
+    if row["n_adala"] == 0 or row["n_adabelief"] == 0:
+        return "no runs"
+    if pd.isna(row["ci_contains_zero"]):  # None; NaN as read back from the CSV
+        return "not testable"
+    if row["ci_contains_zero"]:
+        return "inside the noise"
+    return "better" if (row["diff"] > 0) == row["higher_is_better"] else "worse"
 
 
 def verdict(row) -> str:
-    """What a comparison row says, in words."""
-    if row.n_adala == 0 or row.n_adabelief == 0:
+    """A row's verdict in words, from its kind."""
+    kind = row.verdict
+    if kind == "no runs":
         missing = [name for name, n in (("AdaLA", row.n_adala), ("AdaBelief", row.n_adabelief)) if n == 0]
         return f"no runs of {' and '.join(missing)}"
-    if row.ci_contains_zero is None or pd.isna(row.ci_contains_zero):
+    if kind == "not testable":
         return "not testable (needs n ≥ 2 on both sides)"
-    if row.ci_contains_zero:
+    if kind == "inside the noise":
         return "difference inside the noise (CI contains 0)"
-    better = (row.diff > 0) == row.higher_is_better
-    return f"AdaLA {'better' if better else 'worse'} (CI excludes 0)"
+    return f"{VERDICTS[kind]} (CI excludes 0)"
+
+
+def tally(comparison: pd.DataFrame) -> str:
+    """'Of the 8 cells of Tables 2-4: AdaLA worse in 1, inside the noise in 7.'"""
+    kinds = comparison["verdict"].value_counts()
+    counts = ", ".join(f"{name} in {kinds[kind]}" for kind, name in VERDICTS.items() if kind in kinds)
+    return f"Of the {len(comparison)} cells of Tables 2-4: {counts}."
 
 
 COMPARISON_NOTE = (
@@ -115,31 +142,57 @@ def comparison_table(comparison: pd.DataFrame, with_std: bool = False) -> Table:
     """One row per model column: both means (n), the difference with its CI, p, the paper's difference, the
     verdict; `with_std` adds each side's sample std."""
     def side(mean, std, n) -> str:
-        return f"{_fmt(mean)} ± {_fmt(std)} ({n})" if with_std and n else f"{_fmt(mean)} ({n})"
+        return mean_std(mean, std, n, n_text="({n})") if with_std and n else f"{number(mean)} ({n})"
 
     rows = []
     for r in comparison.itertuples():
-        ci = f"[{_fmt(r.ci_low, '+.2f')}, {_fmt(r.ci_high, '+.2f')}]"
+        ci = f"[{signed(r.ci_low)}, {signed(r.ci_high)}]"
         rows.append([f"{r.table[:5]} {r.table[5:]}", r.model, side(r.mean_adala, r.std_adala, r.n_adala),
-                     side(r.mean_adabelief, r.std_adabelief, r.n_adabelief), f"{_fmt(r.diff, '+.2f')} {ci}",
-                     _fmt(r.p_value, ".3g"), _fmt(r.paper_diff, "+.2f"), verdict(r)])
+                     side(r.mean_adabelief, r.std_adabelief, r.n_adabelief), f"{signed(r.diff)} {ci}",
+                     number(r.p_value, ".3g"), signed(r.paper_diff), verdict(r)])
     spread = " ± std" if with_std else ""
     header = ["Table", "Model", f"AdaLA{spread} (n)", f"AdaBelief{spread} (n)", "diff [95% CI]", "p (Welch)",
               "paper diff", "verdict"]
     return Table(header, rows, align="llrrrrrl")
 
 
-def comparison_flags(comparison: pd.DataFrame) -> list[str]:
-    return [f"{r.table[:5]} {r.table[5:]} / {r.model}: {r.flags}" for r in comparison.itertuples() if r.flags]
+def comparison_flags(comparison: pd.DataFrame, cells: pd.DataFrame) -> tuple[str, list[str]]:
+    """The flags of the compared cells: what every side with runs carries, said once ('' when nothing is), and one
+    line per row with flags of its own (n < 2 on a side; each side's cell flags, once where both sides share
+    them)."""
+    flag_list = cells.set_index(["table", "model", "optimizer"])["flag_list"]
+
+    def flags_of(r, side) -> tuple[str, ...]:
+        return flag_list.get((r.table, r.model, side), (NO_RUNS,))
+
+    rows = list(comparison.itertuples())
+    with_runs = [flags_of(r, side) for r in rows for side in SIDES if getattr(r, f"n_{side}")]
+    shared = shared_flags(with_runs)
+    lines = []
+    for r in rows:
+        own = {side: ", ".join(f for f in flags_of(r, side) if f not in shared) for side in SIDES}
+        parts = ["n < 2 on a side"] if min(r.n_adala, r.n_adabelief) < 2 else []
+        if own["adala"] and own["adala"] == own["adabelief"]:
+            parts.append(f"AdaLA and AdaBelief: {own['adala']}")
+        else:
+            parts += [f"{optimizer_label(side)}: {own[side]}" for side in SIDES if own[side]]
+        if parts:
+            lines.append(f"{r.table[:5]} {r.table[5:]} / {r.model}: " + "; ".join(parts))
+    return ", ".join(shared), lines
 
 
-def comparison_blocks(comparison: pd.DataFrame, rule: str) -> list[Block]:
-    blocks: list[Block] = [Heading(2, f"AdaLA against AdaBelief (rule `{rule}`)"), comparison_table(comparison),
-                           Text(COMPARISON_NOTE)]
-    if flags := comparison_flags(comparison):
-        blocks += [Text("Flags:"), Bullets(flags)]
-    return blocks
+def flag_blocks(comparison: pd.DataFrame, cells: pd.DataFrame) -> list[Block]:
+    shared, lines = comparison_flags(comparison, cells)
+    if not shared and not lines:
+        return []
+    every = f" Every cell: {shared}." if shared else ""
+    return [Text(f"Flags of these cells.{every}")] + ([Bullets(lines)] if lines else [])
 
 
-def render_comparison_markdown(comparison: pd.DataFrame, rule: str) -> str:
-    return to_markdown(comparison_blocks(comparison, rule))
+def comparison_blocks(comparison: pd.DataFrame, cells: pd.DataFrame, rule: str) -> list[Block]:
+    return ([Heading(2, f"AdaLA against AdaBelief (rule `{rule}`)"), comparison_table(comparison),
+             Text(COMPARISON_NOTE)] + flag_blocks(comparison, cells))
+
+
+def render_comparison_markdown(comparison: pd.DataFrame, cells: pd.DataFrame, rule: str) -> str:
+    return to_markdown(comparison_blocks(comparison, cells, rule))

@@ -43,6 +43,6 @@ def test_a_smoke_gan_run_reaches_table4_flagged_as_not_a_real_fid(data_root, tmp
     table = pd.read_csv(out / "table4.csv").set_index(["model", "optimizer"])
     cell = table.loc[("WGAN", "adam")]
     assert cell["n"] == 2 and cell["mean"] > 0
-    assert "random Inception weights, not a real FID:2" in cell["flags"]
+    assert "random Inception weights in 2 runs (not a real FID)" in cell["flags"]
     assert "not a real FID" in (out / "table4.md").read_text()
     assert any(path.name.startswith("fig3") for path in out.iterdir())

@@ -26,7 +26,7 @@ from scipy import stats as sp
 from adala_bench.report.load import load_runs
 from adala_bench.report.reference import paper_values
 from adala_bench.report.select import choose_hparams, run_values
-from adala_bench.report.stats import COMPARISON_COLUMNS, adala_vs_adabelief, verdict, welch
+from adala_bench.report.stats import COMPARISON_COLUMNS, adala_vs_adabelief, verdict, verdict_kind, welch
 from adala_bench.report.tables import build_cells
 
 from helpers import write_run
@@ -128,6 +128,13 @@ def test_adala_vs_adabelief_on_the_edges_of_the_interval(tmp_path):
     table, cells = comparison(tmp_path)
     assert list(table.columns) == COMPARISON_COLUMNS
     rows = table.set_index("model")
+    # The verdict each row supports, from the cases above: VGG11's point interval sits on +0.25 (accuracy, higher
+    # is better), ResNet34's on 0, DenseNet121 has one AdaLA run, LSTM-2layer's CI [-3.51, +0.11] contains 0 (from
+    # the textbook formulas), the rest lack runs of one side or both.
+    assert rows["verdict"].to_dict() == {
+        "VGG11": "better", "ResNet34": "inside the noise", "DenseNet121": "not testable",
+        "LSTM-1layer": "no runs", "LSTM-2layer": "inside the noise", "LSTM-3layer": "no runs", "WGAN": "no runs",
+        "WGAN-GP": "no runs"}
 
     vgg_row = rows.loc["VGG11"]
     assert (vgg_row["table"], vgg_row["metric"], vgg_row["higher_is_better"]) == ("Table2", "test_acc", True)
@@ -164,8 +171,9 @@ def test_adala_vs_adabelief_on_the_edges_of_the_interval(tmp_path):
 
 
 def verdict_of(**fields) -> str:
+    """The verdict in words of a row with these fields, through its kind (as adala_vs_adabelief computes it)."""
     row = {"n_adala": 3, "n_adabelief": 3, "ci_contains_zero": False, "diff": 1.0, "higher_is_better": True, **fields}
-    return verdict(SimpleNamespace(**row))
+    return verdict(SimpleNamespace(**row, verdict=verdict_kind(row)))
 
 
 def test_the_verdict_in_words():

@@ -144,3 +144,28 @@ def test_no_runs_gives_empty_frames(tmp_path):
     assert list(performance_profile(profile_ratios(cells)).columns) == ["tau"]
     assert time_to_target(frame, runs).empty
     assert isinstance(time_to_target(frame, runs), pd.DataFrame)
+
+
+def test_runs_that_end_at_the_target_reach_it_despite_the_rounding_of_its_mean(tmp_path):
+    # Three AdaBelief seeds end at 90.03 accuracy: their mean in floats is 90.03000000000002, a hair above each of
+    # them; three end at 110.1 perplexity: their mean is 110.09999999999998, a hair below. Each run still reaches
+    # its own final value, at its last epoch (300 gradient evaluations, 3 s). AdaLA ends at the same values one
+    # epoch sooner (400 evaluations, 3 s): 4/3 of AdaBelief's gradients, as much wall time.
+    for seed in range(3):
+        write_run(tmp_path, "cifar10_vgg11", "adabelief", "t", seed, curve("adabelief", [80.0, 85.0, 90.03]))
+        write_run(tmp_path, "cifar10_vgg11", "adala", "t", seed, curve("adala", [85.0, 90.03]))
+        write_run(tmp_path, "ptb_lstm1", "adabelief", "t", seed, curve("adabelief", [130, 120, 110.1], 1, "test_ppl"))
+        write_run(tmp_path, "ptb_lstm1", "adala", "t", seed, curve("adala", [120, 110.1], 1, "test_ppl"))
+    frame = load_runs(tmp_path)
+    ttt = time_to_target(frame, choose_hparams(run_values(frame, "paper"))).set_index(["model", "optimizer"])
+    assert ttt.loc[("VGG11", "adabelief"), "target"] > 90.03  # the float means the runs must reach
+    assert ttt.loc[("LSTM-1layer", "adabelief"), "target"] < 110.1
+    # The epoch each reaches it (CIFAR-10 counts epochs from 0, PTB from 1), for AdaBelief and for AdaLA.
+    for model, epochs in (("VGG11", (2, 1)), ("LSTM-1layer", (3, 2))):
+        assert ttt.loc[(model, "adabelief"), ["n", "reached", "epoch", "grad_evals", "wall_s"]].tolist() == [
+            3, 3, epochs[0], 300, 3]
+        assert ttt.loc[(model, "adala"), ["n", "reached", "epoch", "grad_evals", "wall_s"]].tolist() == [
+            3, 3, epochs[1], 400, 3]
+        assert ttt.loc[(model, "adabelief"), ["grad_evals_vs_adabelief", "wall_s_vs_adabelief"]].tolist() == [1, 1]
+        assert ttt.loc[(model, "adala"), "grad_evals_vs_adabelief"] == pytest.approx(4 / 3)
+        assert ttt.loc[(model, "adala"), "wall_s_vs_adabelief"] == 1.0

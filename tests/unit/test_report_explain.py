@@ -64,7 +64,7 @@ Runs of this tag not averaged:
 
 mean = (60.25 + 61.75) / 2 = 122 / 2 = 61
 sample std (ddof=1) = sqrt(((60.25 − 61)² + (61.75 − 61)²) / (2 − 1)) = sqrt(1.125 / 1) = 1.0606601717798212
-table cell: 61.00 ± 1.06 (n=2); flags: diverged:1
+table cell: 61.00 ± 1.06 (n=2); flags: 1 run diverged
 
 paper: 65.36, from {reference / "paper_tables.csv"} line 4:
   Table3,ptb_language_model,LSTM-2layer,AdaLA,best_test_perplexity,65.36,false

@@ -7,10 +7,11 @@ from html.parser import HTMLParser
 import numpy as np
 import pytest
 from matplotlib.image import imsave
+from omegaconf import OmegaConf
 
 from adala_bench.report.cli import main
 from adala_bench.report.page import Bullets, Heading, Image, Table, Text, inline_html, to_html, to_markdown
-from adala_bench.store import SAMPLES_FILE
+from adala_bench.store import CONFIG_FILE, SAMPLES_FILE, RunDir
 from helpers import write_run
 
 
@@ -123,8 +124,22 @@ def test_what_the_runs_can_support_is_computed_from_them(smoke_report):
     assert "In 3 cells a side has fewer than 3 seeds: too few for a 95% CI to mean much" in paragraph
     assert "The sweep is partial: 71 of the 80 table cells have no completed run" in paragraph
     assert "AdaLA and AdaBelief both have runs on 3 of the 8 tasks" in paragraph
-    assert "1 run did not complete (diverged 1): its cell averages the completed runs only and is flagged" \
+    assert "1 run did not complete (1 diverged): its cell averages the completed runs only and is flagged" \
         in paragraph
+    assert "What they can support: that every station of the pipeline" in paragraph
+
+
+def test_a_paper_report_says_which_runs_trained_on_synthetic_data(tmp_path):
+    root = tmp_path / "runs"
+    for seed in range(2):
+        path = write_run(root, "cifar10_vgg11", "adala", "t", seed, acc_curve([50.0, 60.0], 100))
+    config = OmegaConf.load(path / CONFIG_FILE)  # seed 1: a paper-profile run on the synthetic data set
+    config.data = {"root": "data", "source": "synthetic"}
+    RunDir(path).write_config(config)
+    out = tmp_path / "report"
+    assert main(["--runs", str(root), "--out", str(out), "--what", "tables"]) == 0
+    paragraph = (out / "index.md").read_text().split("### What these runs can and cannot support\n\n")[1]
+    assert paragraph.startswith("1 run trains on synthetic data (data.source=synthetic;")
     assert "What they can support: that every station of the pipeline" in paragraph
 
 

@@ -121,7 +121,7 @@ def test_search_picks_by_validation_and_by_the_test_set(search_runs, tmp_path, c
 
     md = (out / "search.md").read_text()
     assert "| Adam | 0.001 | 3 | 0.001 | ×1 | 85.50 (n=2) | 0.01 | ×10 | 88.50 (n=2) | no |  |" in md
-    assert "| Adam | 0.01 | — | ×10 | 2 | 2 | 0 | 82.50 (n=2) | 88.50 (n=2) | paper | `lr0.01-d` |" in md
+    assert "| Adam | 0.01 | – | ×10 | 2 | 2 | 0 | 82.50 (n=2) | 88.50 (n=2) | paper | `lr0.01-d` |" in md
     assert "×as run: the lr divided by it" in md
     assert "| AdaBelief | 0.001 | 3 | 0.001, eps 1e-12 | ×1 | 90.00 (n=1) | 0.01, eps 1e-16 | ×10 | 91.00 (n=1) | no |  |" in md
     assert "[search.md](search.md)" in (out / "index.md").read_text()

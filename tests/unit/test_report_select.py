@@ -1,10 +1,15 @@
 import math
+from pathlib import Path
 
 import pytest
 
 from adala_bench.report.load import load_runs
+from adala_bench.report.reference import paper_values
+from adala_bench.report.tables import build_cells
 from helpers import write_run
 from adala_bench.report.select import choose_hparams, run_values
+
+REFERENCE = Path(__file__).resolve().parents[2] / "results" / "reference"
 
 
 def records(metric, values, start=0, **columns):
@@ -92,3 +97,17 @@ def test_choose_hparams_prefers_most_completed_then_lexicographic(tmp_path):
     assert sorted(zip(chosen["optimizer"], chosen["hparams"], chosen["seed"])) == [
         ("adala", "b", 0), ("adala", "b", 1), ("sgd", "z", 0)]
     assert runs.loc[runs["used"], "optimizer"].tolist() == ["adala", "adala"]
+
+
+def test_a_task_whose_only_tag_has_only_an_unfinished_run_keeps_its_choice(tmp_path):
+    # Another task's tag "a" sorts before LSTM-1layer's only tag "z", whose one run is still running (its lock
+    # free here: interrupted). Grouping by every category combination (pandas 2's default, observed=False) would
+    # give LSTM-1layer a tag "a" with 0 completed runs and choose it.
+    write_run(tmp_path, "cifar10_vgg11", "adala", "a", 0, records("test_acc", [50.0]))
+    write_run(tmp_path, "ptb_lstm1", "adala", "z", 0, records("test_ppl", [90.0], start=1), state="running")
+    runs = choose_hparams(run_values(load_runs(tmp_path), "paper"))
+    lstm = runs[runs["task"] == "ptb_lstm1"]
+    assert (lstm["hparams"].tolist(), lstm["chosen"].tolist(), lstm["used"].tolist()) == (["z"], [True], [False])
+    cells = build_cells(runs, paper_values(REFERENCE), "paper")
+    cell = cells[(cells["model"] == "LSTM-1layer") & (cells["optimizer"] == "adala")].iloc[0]
+    assert (cell["hparams"], cell["n"], cell["seeds"], cell["flags"]) == ("z", 0, 1, "1 run interrupted")

@@ -1,3 +1,4 @@
+import io
 import math
 import re
 import statistics
@@ -11,7 +12,8 @@ from adala_bench.report.load import load_runs
 from adala_bench.report.reference import paper_values
 from helpers import write_run
 from adala_bench.report.select import choose_hparams, run_values
-from adala_bench.report.tables import build_cells, latex_escape, render_latex, render_markdown, render_missing
+from adala_bench.report.tables import (build_cells, latex_escape, render_csv, render_latex, render_markdown,
+                                       render_missing)
 
 REFERENCE = Path(__file__).resolve().parents[2] / "results" / "reference"
 
@@ -60,21 +62,21 @@ def test_cells_equal_hand_computed_values(runs_dir):
     assert adala["std"] == pytest.approx(statistics.stdev([90.0, 91.0, 92.5]), abs=1e-12)
     assert adala["paper"] == 91.66
     assert adala["diff"] == pytest.approx(statistics.mean([90.0, 91.0, 92.5]) - 91.66, abs=1e-12)
-    assert adala["flags"] == "diverged:1"
+    assert adala["flags"] == "1 run diverged"
 
     adabelief = cell(cells, "VGG11", "adabelief")
     assert (adabelief["n"], adabelief["mean"], adabelief["paper"]) == (2, 91.5, 91.41)
     assert adabelief["std"] == pytest.approx(statistics.stdev([91.25, 91.75]), abs=1e-12)
-    assert adabelief["flags"] == "interrupted:1, missing seeds:1"
+    assert adabelief["flags"] == "1 run interrupted, 1 seed missing"
 
     sgd = cell(cells, "VGG11", "sgd")
-    assert (sgd["n"], sgd["mean"], sgd["flags"]) == (1, 89.5, "missing seeds:3")
+    assert (sgd["n"], sgd["mean"], sgd["flags"]) == (1, 89.5, "3 seeds missing")
     assert math.isnan(sgd["std"])
 
     adam = cell(cells, "VGG11", "adam")
     assert (adam["hparams"], adam["n"], adam["mean"]) == ("x", 2, 88.25)
     assert adam["other_hparams"] == "y (1 completed)"
-    assert adam["flags"] == "missing seeds:2"
+    assert adam["flags"] == "2 seeds missing"
 
     empty = cell(cells, "ResNet34", "adala")
     assert (empty["n"], empty["flags"], empty["paper"]) == (0, "no runs", 95.64)
@@ -102,8 +104,8 @@ def test_clean_rule_uses_final_epoch(runs_dir):
 
 def test_expected_seeds_override(runs_dir):
     cells, _ = cells_for(runs_dir, expected_seeds=2)
-    assert cell(cells, "VGG11", "adabelief")["flags"] == "interrupted:1"
-    assert cell(cells, "VGG11", "sgd")["flags"] == "missing seeds:1"
+    assert cell(cells, "VGG11", "adabelief")["flags"] == "1 run interrupted"
+    assert cell(cells, "VGG11", "sgd")["flags"] == "1 seed missing"
     assert (cells["expected"] == 2).all()
 
 
@@ -175,7 +177,7 @@ def test_rendered_notes_name_the_flags_and_rule(runs_dir):
     md = render_markdown(cells, "Table2")
     assert "## Table 2. CIFAR-10 test accuracy (%), rule `paper`" in md
     assert "| AdaLA | 91.17 ± 1.26 (n=3) [" in md
-    assert "AdaLA / VGG11: diverged:1" in md
+    assert "AdaLA / VGG11: 1 run diverged" in md
     assert "Adam / VGG11: used x; not used: y (1 completed)" in md
     assert "No runs (–): Fromage (VGG11, ResNet34, DenseNet121)" in md
     assert "never averaged" in md and "Expected seeds per cell: 4." in md
@@ -183,11 +185,39 @@ def test_rendered_notes_name_the_flags_and_rule(runs_dir):
     assert tex.startswith("\\begin{table}") and "\\toprule" in tex and "\\bottomrule" in tex
     assert "\\cmidrule(lr){2-4} \\cmidrule(lr){5-7} \\cmidrule(lr){8-10}" in tex
     missing = render_missing(cells, runs)
-    assert "- AdaLA / VGG11: diverged:1 (n = 3)" in missing
-    assert "- AdaBelief / VGG11: interrupted:1, missing seeds:1 (n = 2)" in missing
+    assert "- AdaLA / VGG11: 1 run diverged (n = 3)" in missing
+    assert "- AdaBelief / VGG11: 1 run interrupted, 1 seed missing (n = 2)" in missing
     assert "- Adam / VGG11: used x; not used: y (1 completed)" in missing
     assert "## Table 4" in missing and "- AdaLA / WGAN-GP" in missing
 
 
 def test_latex_escape():
     assert latex_escape("lr_0.1 & 5% #1 {x} ~ ^") == r"lr\_0.1 \& 5\% \#1 \{x\} \textasciitilde{} \textasciicircum{}"
+
+
+def test_a_flag_every_cell_with_runs_carries_is_said_once(tmp_path):
+    # Smoke runs. Table 2: AdaLA on VGG11 (two seeds), AdaBelief on VGG11 (one: a seed short) and SGD on ResNet34
+    # (two). Table 3: one cell, AdaLA on LSTM-1layer.
+    smoke = "profile smoke: synthetic data and tiny networks, not comparable with the paper's value"
+    for name, task, seeds in (("adala", "cifar10_vgg11", 2), ("adabelief", "cifar10_vgg11", 1),
+                              ("sgd", "cifar10_resnet34", 2), ("adala", "ptb_lstm1", 1)):
+        metric = "test_ppl" if task == "ptb_lstm1" else "test_acc"
+        for seed in range(seeds):
+            write_run(tmp_path, task, name, "t", seed, [{"epoch": 1, metric: 90.0 + seed}], profile="smoke")
+    cells, runs = cells_for(tmp_path)
+    assert cell(cells, "VGG11", "adabelief")["flag_list"] == (smoke, "1 seed missing")
+    assert cell(cells, "VGG11", "adala")["flags"] == smoke  # the CSV keeps every cell's own flags
+    assert pd.read_csv(io.StringIO(render_csv(cells, "Table2"))).set_index(["model", "optimizer"]).loc[
+        ("ResNet34", "sgd"), "flags"] == smoke
+
+    md = render_markdown(cells, "Table2")
+    assert md.count("profile smoke") == 1
+    assert f"- Every cell with runs: {smoke}\n- [1] AdaBelief / VGG11: 1 seed missing\n" in md
+    assert "| AdaLA | 90.50 ± 0.71 (n=2) | 91.66 |" in md and "| AdaBelief | 90.00 ± – (n=1) [1] |" in md
+    tex = render_latex(cells, "Table2")
+    assert f"Every cell with runs: {latex_escape(smoke)}\\par\n[1] AdaBelief / VGG11: 1 seed missing\\par" in tex
+    assert "AdaLA & 90.50 $\\pm$ 0.71 (2) & 91.66" in tex
+    missing = render_missing(cells, runs)
+    assert f"- Every cell with runs: {smoke}\n- AdaBelief / VGG11: 1 seed missing (n = 1)\n" in missing
+    # One cell with runs in Table 3: nothing to say once, the cell keeps its flag.
+    assert f"- [1] AdaLA / LSTM-1layer: {smoke}" in render_markdown(cells, "Table3")
