@@ -342,7 +342,8 @@ def test_a_full_mlflow_store_and_an_unwritable_wandb_folder_cost_a_warning_line_
                                                                                                        data_root):
     """Real failures in a mount namespace of the run's own: a full tmpfs where the local MLflow store goes, a
     read-only one on <run dir>/wandb. The baseline, the same run without a logger, imports no tracker's package."""
-    if subprocess.run(["unshare", "-m", "mount", "-t", "tmpfs", "tmpfs", str(tmp_path)], capture_output=True).returncode:
+    if not shutil.which("unshare") or subprocess.run(["unshare", "-m", "mount", "-t", "tmpfs", "tmpfs", str(tmp_path)],
+                                                     capture_output=True).returncode:
         pytest.skip("needs root: unshare -m and mount, to make a full and a read-only filesystem")
     args = ["profile=smoke", "epochs=2", *RUN, f"data.root={data_root}"]
     tracked = [*args, f"results.root={tmp_path}/runs", "logger=[mlflow,wandb]"]
