@@ -135,10 +135,14 @@ class LoggerSettings(Settings):
     wandb: WandbSettings | None = None
 
     PREFIX = "logger"
+    TRACKERS: ClassVar[tuple[str, ...]] = ("tensorboard", "mlflow", "wandb")
 
     @classmethod
     def of(cls, section: Mapping[str, Any]) -> "LoggerSettings":
         """From the composed `logger` section, e.g. {"tensorboard": {}, "mlflow": {"tracking_uri": None, ...}}."""
+        for name in section:
+            if name not in cls.TRACKERS:
+                raise SettingsError(f"logger.{name} is not a tracker; allowed: {', '.join(cls.TRACKERS)}")
         return cls(tensorboard="tensorboard" in section,
                    mlflow=MlflowSettings(**section["mlflow"]) if "mlflow" in section else None,
                    wandb=WandbSettings(**section["wandb"]) if "wandb" in section else None)
@@ -146,7 +150,7 @@ class LoggerSettings(Settings):
     @property
     def names(self) -> tuple[str, ...]:
         """The chosen trackers, in a fixed order."""
-        return tuple(name for name in ("tensorboard", "mlflow", "wandb") if getattr(self, name))
+        return tuple(name for name in self.TRACKERS if getattr(self, name))
 
 
 @dataclass(frozen=True)

@@ -45,6 +45,11 @@ def test_a_bad_wandb_mode_is_one_line_naming_the_key():
                                 "($WANDB_MODE, else offline)")
 
 
+def test_a_key_of_the_logger_section_that_names_no_tracker_is_refused():
+    with pytest.raises(ConfigError, match=r"^logger.comet is not a tracker; allowed: tensorboard, mlflow, wandb$"):
+        RunConfig.of(compose("task=cifar10_vgg11", "optimizer=adam", "+logger.comet.project=x"))
+
+
 @pytest.mark.parametrize("override", ["logger=comet", "logger=[tensorboard,comet]", "logger=none,comet"])
 def test_an_unknown_logger_is_refused_before_hydra_composes(override):
     with pytest.raises(ConfigError, match="^unknown logger 'comet'; allowed: mlflow, none, tensorboard, wandb$"):
