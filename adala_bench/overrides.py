@@ -1,8 +1,9 @@
 """Command-line overrides, read by Hydra's own parser; nothing here splits an override by hand.
 
     override_args(argv)    the overrides among adala-train's arguments (Hydra's flags left out)
-    check_groups(args)     every task, optimizer, profile and experiment an override names exists (comma sweeps,
-                           choice(), range() and glob() expanded): one line otherwise, before anything is composed
+    check_groups(args)     every task, optimizer, profile, experiment and logger an override names exists (comma
+                           sweeps, choice(), range() and glob() expanded, a list of loggers read one by one): one line
+                           otherwise, before anything is composed
     sweep_jobs(args)       a --multirun sweep's jobs, one list of overrides each, exactly as Hydra's basic sweeper
                            makes them: the experiment's hydra.sweeper.params crossed with the command line's, an
                            override of a swept key replacing the experiment's list
@@ -22,7 +23,7 @@ from collections.abc import Iterator
 
 from adala_bench.config import CONF_DIR, ConfigError, options
 
-GROUPS = ("task", "optimizer", "profile", "experiment")
+GROUPS = ("task", "optimizer", "profile", "experiment", "logger")
 # A value Hydra's override grammar reads as this very string when written bare; anything else is quoted.
 _BARE = re.compile(r"[A-Za-z_/.][\w./:+-]*", re.ASCII)
 _NOT_STRINGS = {"null", "true", "false", "nan", "inf"}  # bare, Hydra reads these (any case) as None, bools, floats
@@ -77,7 +78,8 @@ def values(override) -> list[str]:
 
 
 def group_of(override) -> str | None:
-    """The config group an override chooses from (task, optimizer, profile, experiment), None for any other key."""
+    """The config group an override chooses from (task, optimizer, profile, experiment, logger), None for any other
+    key."""
     key = override.key_or_group
     return key if key in GROUPS and not override.is_delete() else None
 
@@ -90,9 +92,15 @@ def check_groups(args: list[str]) -> None:
             if group is None:
                 continue
             allowed = options(group)
-            for value in values(override):
+            for value in chosen(override):
                 if value not in allowed:
                     raise ConfigError(f"unknown {group} {value!r}; allowed: {', '.join(allowed)}")
+
+
+def chosen(override) -> list[str]:
+    """The options an override of a config group names: one, a sweep's, or a list chosen at once (logger=[a,b])."""
+    value = None if override.is_sweep_override() else override.value()
+    return [str(item) for item in value] if isinstance(value, list) else values(override)
 
 
 def sweep_jobs(args: list[str]) -> list[list[str]]:

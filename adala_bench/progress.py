@@ -1,4 +1,4 @@
-"""What a person watching a run sees: one log line per finished epoch, and optional TensorBoard scalars.
+"""What a person watching a run sees: one log line per finished epoch (trackers.py feeds TensorBoard, MLflow, W&B).
 
     cifar10_resnet34 adala seed=0: epoch 36 (37/200 done), train_loss 0.1432, test_acc 92.71, lr 0.001, 41.3 s/epoch, ETA 1h52m
 
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import time
-from pathlib import Path
 
 from adala_bench.catalog import FAMILIES
 
@@ -20,23 +19,13 @@ LOSS_KEYS = ("train_loss", "d_loss", "g_loss")
 
 class EpochLog:
     """One log line per finished epoch: the epoch, how many are done, the training loss, the task's test metric, lr,
-    the epoch's seconds (evaluation included) and the time left at that pace; with a `tensorboard` folder also every
-    numeric metric as a TensorBoard scalar (redone epochs replaced)."""
+    the epoch's seconds (evaluation included) and the time left at that pace."""
 
-    def __init__(self, name: str, family: str, epochs: int, first_epoch: int, tensorboard: Path | None = None):
+    def __init__(self, name: str, family: str, epochs: int, first_epoch: int):
         metric = FAMILIES[family].metric
         self.metrics = (metric, f"{metric}_curve")
         self.name, self.epochs, self.first_epoch = name, epochs, first_epoch
         self.started = self.last = time.perf_counter()
-        self.writer = None
-        if tensorboard is not None:
-            from torch.utils.tensorboard import SummaryWriter  # the optional `tensorboard` extra
-
-            self.writer = SummaryWriter(str(tensorboard), purge_step=first_epoch)
-
-    def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
 
     def epoch_done(self, row: dict) -> None:
         now = time.perf_counter()
@@ -47,11 +36,6 @@ class EpochLog:
         fields += [f"{key} {row[key]:.4g}" for key in (*LOSS_KEYS, *self.metrics) if isinstance(row.get(key), float)]
         fields += [f"lr {row['lr']:.3g}", f"{seconds:.1f} s/epoch", f"ETA {duration(pace * (self.epochs - done))}"]
         log.info("%s: %s", self.name, ", ".join(fields))
-        if self.writer is not None:
-            for key, value in row.items():
-                if isinstance(value, (int, float)) and key != "epoch":
-                    self.writer.add_scalar(key, value, row["epoch"])
-            self.writer.flush()
 
 
 def duration(seconds: float) -> str:

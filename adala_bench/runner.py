@@ -38,9 +38,9 @@ from adala_bench.seeding import seed_everything
 from adala_bench.slurm_logs import quiet_sacct_errors
 from adala_bench.records import read_run
 from adala_bench.store import RunDir, RunStoreError
+from adala_bench.trackers import Trackers, check_installed
 from adala_bench.trainer import Diverged, Progress, Trainer
 
-TENSORBOARD_DIR = "tensorboard"
 PACKAGES = ("torch", "torchvision", "hydra-core", "omegaconf", "adabelief-pytorch", "adabound", "torch-optimizer",
             "adala-bench")
 
@@ -57,11 +57,7 @@ class Terminated(KeyboardInterrupt):
 def train_one(cfg: DictConfig) -> str:
     """Run (or resume, or skip) the run the config names; returns its final state."""
     run = RunConfig.of(cfg)
-    if run.run.logger == "tensorboard":
-        try:
-            import tensorboard  # noqa: F401
-        except ImportError:
-            raise ConfigError("logger=tensorboard needs the tensorboard package: pip install -e '.[tensorboard]'") from None
+    check_installed(run.run.logger)
     check_writable(run.results_root)
     device = resolve_device(run.run.device)
     run_dir = RunDir(run.path)
@@ -125,13 +121,14 @@ def _train_locked(run: RunConfig, run_dir: RunDir, trainer: Trainer, device: tor
     print(f"adala-train: {'resuming' if checkpoint else 'starting'} {run_dir.path}"
           + (f" at epoch {progress.epoch}" if checkpoint else ""))
     run_dir.start(run.recorded(), progress.metrics, **provenance(device))
-    tensorboard = run_dir.path / TENSORBOARD_DIR if run.run.logger == "tensorboard" else None
+    trackers = Trackers.start(run, run_dir, progress.metrics)  # logger=: each tracker's copy of the run (trackers.py)
     epoch_log = EpochLog(f"{run.task} {run.optimizer.name} seed={run.run.seed}", run.family, run.run.epochs,
-                         progress.epoch, tensorboard=tensorboard)
+                         progress.epoch)
     try:
         for progress, state, artifacts in trainer.fit(progress):
             run_dir.record_epoch(progress.metrics, state, artifacts)
             epoch_log.epoch_done(progress.metrics[-1])
+            trackers.epoch_done(progress.metrics)
     except Diverged as diverged:
         at = {"epoch": diverged.epoch, "step": diverged.step}
         run_dir.finish("diverged", reason=f"non-finite loss at epoch {at['epoch']}, step {at['step']}", diverged_at=at)
@@ -146,9 +143,10 @@ def _train_locked(run: RunConfig, run_dir: RunDir, trainer: Trainer, device: tor
             reason = f"{type(error).__name__}: {error}"
         run_dir.finish("failed", reason=f"{reason}; re-run to resume from the last checkpoint")
         raise
+    else:
+        run_dir.finish("completed", epochs_done=progress.epoch)
     finally:
-        epoch_log.close()
-    run_dir.finish("completed", epochs_done=progress.epoch)
+        trackers.end()  # with the state and reason just recorded
     last = progress.metrics[-1]
     shown = [key for key, value in last.items() if isinstance(value, float) and ("test" in key or key in ("fid", "fid_curve"))]
     print(f"adala-train: {run_dir.path} completed: " + ", ".join(f"{key}={last[key]:.4g}" for key in shown))

@@ -100,6 +100,60 @@ class Settings:
 
 
 @dataclass(frozen=True)
+class MlflowSettings(Settings):
+    """logger=mlflow (conf/logger/mlflow.yaml): the store (None: a local one beside the run store) and experiment."""
+
+    tracking_uri: str | None = None
+    experiment: str | None = None
+
+    PREFIX = "logger.mlflow"
+
+
+@dataclass(frozen=True)
+class WandbSettings(Settings):
+    """logger=wandb (conf/logger/wandb.yaml): where the run goes, and whether it goes there now (online) or later."""
+
+    project: str = "adala-bench"
+    entity: str | None = None
+    group: str | None = None
+    mode: str | None = None  # None: $WANDB_MODE, else offline
+
+    PREFIX = "logger.wandb"
+    MODES: ClassVar[tuple[str, ...]] = ("offline", "online")
+
+    def check(self) -> None:
+        self.require("mode", self.mode in (None, *self.MODES), "allowed: offline, online, or null ($WANDB_MODE, else "
+                                                               "offline)")
+
+
+@dataclass(frozen=True)
+class LoggerSettings(Settings):
+    """The experiment trackers a run also logs to (the config group `logger`: each chosen one is a key of it)."""
+
+    tensorboard: bool = False
+    mlflow: MlflowSettings | None = None
+    wandb: WandbSettings | None = None
+
+    PREFIX = "logger"
+    TRACKERS: ClassVar[tuple[str, ...]] = ("tensorboard", "mlflow", "wandb")
+
+    @classmethod
+    def of(cls, section: Mapping[str, Any]) -> "LoggerSettings":
+        """From the composed `logger` section, e.g. {"tensorboard": {}, "mlflow": {"tracking_uri": None, ...}}."""
+        for name in section:
+            if name not in cls.TRACKERS:
+                raise SettingsError(f"logger.{name} is not a tracker; allowed: {', '.join(cls.TRACKERS)}")
+        return cls(tensorboard="tensorboard" in section,
+                   mlflow=MlflowSettings(**section["mlflow"]) if "mlflow" in section else None,
+                   wandb=WandbSettings(**section["wandb"]) if "wandb" in section else None)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The chosen trackers, in a fixed order."""
+        return tuple(name for name in self.TRACKERS if getattr(self, name))
+
+
+@dataclass(frozen=True)
 class RunSettings(Settings):
     """The run's top-level keys."""
 
@@ -107,15 +161,17 @@ class RunSettings(Settings):
     epochs: int
     batch_size: int
     device: str = "auto"
-    logger: str = "none"
+    logger: LoggerSettings = field(default_factory=LoggerSettings)  # or the composed `logger` section
 
-    LOGGERS: ClassVar[tuple[str, ...]] = ("none", "tensorboard")
+    def __post_init__(self) -> None:
+        if isinstance(self.logger, Mapping):
+            object.__setattr__(self, "logger", LoggerSettings.of(self.logger))
+        super().__post_init__()
 
     def check(self) -> None:
         self.require("seed", self.seed >= 0, "it must be a non-negative integer")
         self.require("epochs", self.epochs > 0, "it must be a positive integer")
         self.require("batch_size", self.batch_size > 0, "it must be a positive integer")
-        self.one_of("logger", self.LOGGERS)
         device = self.device
         index = device.partition(":")[2]
         self.require("device", device in ("auto", "cpu", "cuda") or (device.startswith("cuda:") and index.isdigit()),

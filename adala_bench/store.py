@@ -8,9 +8,12 @@ A run is identified by its resolved config, not by a timestamp (config.py names 
         status.json     state (running | completed | diverged | failed), reason, provenance
         checkpoint.pt   everything needed to resume (+ checkpoint.pt.sha256)
         samples/        generated images (GAN tasks): epoch_XXX.png, final.png
+        trackers.json   the run's experiment-tracker run ids (trackers.py: logger=mlflow, wandb)
+        tensorboard/, wandb/   what those trackers' own libraries write (logger=tensorboard, wandb)
 
 `RunDir` is the one owner of these files: the runner hands it the config, and after every epoch the trainer's
-progress and state to save (`start`, `record_epoch`, `finish`); nothing else writes into a run directory.
+progress and state to save (`start`, `record_epoch`, `finish`); nothing else writes into a run directory but the
+trackers' libraries, each in its own folder.
 Every file is written atomically (temp file + rename), so a crash never leaves a half-written file behind, and
 an exclusive lock keeps two processes out of the same run directory. The store knows files, not config keys: what a
 run is, and so where it lives, is config.py's; how a run directory reads as a state is records.py's.
@@ -33,6 +36,7 @@ from omegaconf import DictConfig, OmegaConf
 from adala_bench.files import atomic_write
 
 CONFIG_FILE, METRICS_FILE, STATUS_FILE, CHECKPOINT_FILE = "config.yaml", "metrics.jsonl", "status.json", "checkpoint.pt"
+TRACKERS_FILE = "trackers.json"
 LOCK_FILE = ".lock"  # RunDir.lock holds an exclusive flock on it while the run trains
 SAMPLES_DIR = "samples"
 SAMPLES_FILE = f"{SAMPLES_DIR}/final.png"
@@ -150,6 +154,16 @@ class RunDir:
         if not self.metrics_file.exists():
             return []
         return [json.loads(line) for line in self.metrics_file.read_text().splitlines() if line.strip()]
+
+    def read_trackers(self) -> dict[str, Any]:
+        """The tracker run ids this run has (trackers.py), {} before the first."""
+        try:
+            return json.loads((self.path / TRACKERS_FILE).read_text())
+        except FileNotFoundError:
+            return {}
+
+    def write_trackers(self, ids: Mapping[str, Any]) -> None:
+        atomic_write(self.path / TRACKERS_FILE, (json.dumps(ids, indent=2, sort_keys=True) + "\n").encode())
 
     # -- a run's life: start, one record per epoch, finish -----------------------------------------------------------
     def start(self, cfg: DictConfig, metrics: list[Mapping[str, Any]], **provenance: Any) -> dict[str, Any]:

@@ -31,34 +31,3 @@ def test_the_bar_is_off_without_a_terminal_and_on_with_one(smoke, capsys, monkey
     assert train_one(smoke("task=cifar10_vgg11", "optimizer=sgd", "epochs=1", "seed=1")) == "completed"
     out = capsys.readouterr().out
     assert "epoch 0 (1/1):" in out and "/8 [" in out and "batch/s" in out
-
-
-def test_tensorboard_scalars_are_optional_and_follow_resume(smoke, monkeypatch):
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    from helpers import run_path
-    from helpers import interrupt_at
-
-    cfg = smoke("task=cifar10_vgg11", "optimizer=sgd", "epochs=3", "logger=tensorboard")
-    interrupt_at(monkeypatch, 2)
-    try:
-        train_one(cfg)
-    except KeyboardInterrupt:
-        pass
-    monkeypatch.undo()
-    assert train_one(cfg) == "completed"
-    events = EventAccumulator(str(run_path(cfg) / "tensorboard"))
-    events.Reload()
-    steps = [event.step for event in events.Scalars("test_acc")]
-    assert steps == [0, 1, 2]
-    # logger is not part of the run's identity: the same run with and without it is one directory
-    assert run_path(cfg) == run_path(smoke("task=cifar10_vgg11", "optimizer=sgd", "epochs=3"))
-
-
-def test_an_unknown_logger_is_refused(smoke):
-    import pytest
-
-    from adala_bench.config import ConfigError
-
-    with pytest.raises(ConfigError, match="logger='wandb' is not allowed; allowed: none, tensorboard"):
-        train_one(smoke("task=cifar10_vgg11", "optimizer=sgd", "logger=wandb"))
