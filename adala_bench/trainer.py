@@ -22,8 +22,9 @@ A task (the workload: models, data, loss, evaluation) gives the trainer this sur
 - `summarize_train(sums)` and `evaluate(epoch)`: the epoch's metrics.
 - optionally `artifacts(epoch)`: files for the run directory after this epoch, {relative path: bytes} (a GAN's
   sample grids), written by the run store.
-- optionally `switch_optimizer(epoch, rows, specs)`: optimizers to replace after this epoch (PTB: SGD → ASGD), as
-  {player: OptimizerSpec}; the replacement is recorded in that epoch's metrics row and carried by the checkpoint.
+- optionally `plateau(rows)`: whether the task's plateau rule fires after the last of the epoch rows (PTB: the
+  test loss stopped improving). Then every optimizer that `optim.on_plateau` names a successor for is replaced
+  (SGD → ASGD); the replacement is recorded in that epoch's metrics row and carried by the checkpoint.
 
 The look-ahead closure protocol lives here, once (ADALA.md): an optimizer that asks for a closure (AdaLA) gets one
 that zeroes the gradients, evaluates the player's loss at the tentative parameters on the look-ahead minibatch
@@ -324,13 +325,20 @@ class Trainer:
             nn.utils.clip_grad_norm_(self.task.players[player].module.parameters(), self.settings.clip_grad_norm)
 
     def _maybe_switch(self, epoch: int, rows: list[dict[str, Any]], row: dict[str, Any]) -> None:
-        """Replace the optimizers the task asks to replace after this epoch, and say so in the epoch's row."""
-        switch = getattr(self.task, "switch_optimizer", None)
-        replacements = switch(epoch, rows, dict(self.specs)) if switch is not None else {}
-        for player, spec in replacements.items():
-            self._install(player, OptimizerSpec(spec.name, dict(spec.hparams), since_epoch=epoch))
-        if replacements:  # a flat string, like every other metrics value
-            row["optimizer_switch"] = ",".join(f"{player}={spec.name}" for player, spec in replacements.items())
+        """On the task's plateau, replace each optimizer by its successor (optim.on_plateau), starting at its own lr,
+        and say so in the epoch's row."""
+        plateau = getattr(self.task, "plateau", None)
+        if plateau is None or not plateau(rows):
+            return
+        switched = []
+        for player, spec in list(self.specs.items()):
+            successor = optim.on_plateau(spec.name, spec.hparams)
+            if successor is not None:
+                name, hparams = successor
+                self._install(player, OptimizerSpec(name, hparams, since_epoch=epoch))
+                switched.append(f"{player}={name}")
+        if switched:  # a flat string, like every other metrics value
+            row["optimizer_switch"] = ",".join(switched)
 
     def _synchronize(self) -> None:
         if self.device.type == "cuda":

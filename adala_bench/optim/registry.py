@@ -16,14 +16,14 @@ Which implementation stands for each reference optimizer (PROTOCOL.md §5):
 - yogi: torch_optimizer.Yogi (the reference's source), eps 1e-3 and initial_accumulator 1e-6 unless given.
 - adabound: the `adabound` package's AdaBound (the reference), with its deprecated-overload warnings silenced.
 - msvag, fromage: this package's MSVAG and Fromage.
-- asgd: torch.optim.ASGD, only as what PTB's SGD switches to (never a benchmark row).
+- asgd: torch.optim.ASGD, only as what SGD becomes on a task's plateau (`on_plateau`; never a benchmark row).
 """
 
 from __future__ import annotations
 
 import importlib
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -79,7 +79,7 @@ _SPECS: dict[str, _Spec] = {
     "radam": _Spec(_radam, ("lr", "betas", "eps", "weight_decay", "foreach")),
     "adamw": _Spec(torch.optim.AdamW, ("lr", "betas", "eps", "weight_decay", "amsgrad", "foreach")),
     "fromage": _Spec(Fromage, ("lr",), required=("lr",)),
-    # Not one of the ten: PTB's SGD switches to it on a test-loss plateau (tasks/language.py), as the reference.
+    # Not one of the ten: what SGD becomes on a task's plateau (on_plateau: PTB's test loss), as the reference.
     "asgd": _Spec(torch.optim.ASGD, ("lr", "lambd", "alpha", "t0", "weight_decay", "foreach")),
 }
 
@@ -108,6 +108,16 @@ def build(name: str, params, **hparams: Any) -> Optimizer:
     # some packages don't validate (adabelief-pytorch: weight_decay), so check all uniformly here
     check_hparams(**{key: hparams[key] for key in ("lr", "betas", "eps", "weight_decay") if key in hparams})
     return spec.factory(params, **hparams)
+
+
+def on_plateau(name: str, hparams: Mapping[str, Any]) -> tuple[str, dict[str, Any]] | None:
+    """What optimizer `name` becomes when the task's plateau rule fires (the trainer asks after every epoch), as
+    (name, hyperparameters), or None where it stays. The AWD-LSTM reference's switch: SGD becomes
+    ASGD(lr = SGD's configured lr, t0 = 0, lambd = 0, the same weight decay), which with lambd 0 is plain SGD again at
+    the undecayed lr, averaging the iterates from then on."""
+    if name != "sgd":
+        return None
+    return "asgd", {"lr": hparams["lr"], "t0": 0, "lambd": 0.0, "weight_decay": hparams.get("weight_decay", 0.0)}
 
 
 def needs_closure(optimizer: Optimizer) -> bool:

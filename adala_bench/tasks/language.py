@@ -9,8 +9,8 @@ Clipping (global norm 0.25) and the lr decays are the trainer's, from the task c
 
 Metrics each epoch: train_loss (the token mean of the raw cross-entropy over the epoch, dropout on, no AR/TAR) and
 train_ppl; test_loss/test_ppl with batch 1 as the reference evaluates; val_loss/val_ppl on valid.txt with batch 10.
-Perplexity is exp of the token-weighted mean cross-entropy. SGD switches to ASGD (with lambd 0, plain SGD at the
-undecayed lr) when the test loss stops improving, as the reference does (`switch_optimizer`).
+Perplexity is exp of the token-weighted mean cross-entropy. The task's plateau rule (`plateau`) is the reference's:
+the test loss stopped improving; the trainer then switches SGD to ASGD (optim.on_plateau), as the reference does.
 """
 
 from __future__ import annotations
@@ -27,11 +27,10 @@ from torch.nn import functional as F
 from adala_bench.data.ptb import PtbCorpus, batchify, get_batch, sequence_lengths
 from adala_bench.seeding import epoch_seed
 from adala_bench.models.awd_lstm import AWDLSTM
-from adala_bench.settings import OptimizerSpec
 from adala_bench.trainer import Loss, Move, Player
 
 BPTT = 70
-NONMONO = 5  # the reference's --nonmono: epochs the test loss may fail to improve on before SGD becomes ASGD
+NONMONO = 5  # the reference's --nonmono: epochs the test loss may fail to improve on before it is a plateau
 
 
 @dataclass(frozen=True)
@@ -136,16 +135,10 @@ class PennTreebankLM:
             total = total + F.cross_entropy(logits.view(-1, logits.size(-1)), targets, reduction="sum")
         return float(total) / ((data.size(0) - 1) * data.size(1))
 
-    # -- SGD → ASGD ----------------------------------------------------------------------------------------------
-    def switch_optimizer(self, epoch: int, rows: list[dict[str, Any]],
-                         specs: dict[str, OptimizerSpec]) -> dict[str, OptimizerSpec]:
-        """The reference's switch: SGD, and the test loss of this epoch worse than the best of all epochs before
-        the last NONMONO (with more than NONMONO before it), becomes ASGD(lr = SGD's configured lr, t0=0, lambd=0,
-        same weight decay); with lambd 0 that is plain SGD again, at the undecayed lr."""
-        spec = specs["model"]
+    # -- the plateau rule ----------------------------------------------------------------------------------------
+    @staticmethod
+    def plateau(rows: list[dict[str, Any]]) -> bool:
+        """The reference's rule (its --nonmono): the test loss of the last epoch is worse than the best of all epochs
+        before the last NONMONO, with more than NONMONO epochs before it."""
         earlier = [row["test_loss"] for row in rows[:-1]]
-        if spec.name != "sgd" or len(earlier) <= NONMONO or rows[-1]["test_loss"] <= min(earlier[:-NONMONO]):
-            return {}
-        hparams = {"lr": spec.hparams["lr"], "t0": 0, "lambd": 0.0,
-                   "weight_decay": spec.hparams.get("weight_decay", 0.0)}
-        return {"model": OptimizerSpec("asgd", hparams)}
+        return len(earlier) > NONMONO and rows[-1]["test_loss"] > min(earlier[:-NONMONO])
