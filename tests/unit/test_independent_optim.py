@@ -335,13 +335,16 @@ def test_msvag_defaults_match_the_reference():
         lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0)
 
 
-def test_msvag_overflowing_gradient_square_leaves_the_coordinate_in_place():
-    """g² = inf makes v = inf and m̂² = inf: the reference's s is NaN and γ = 0, so that coordinate stays exactly
-    where it is (here 0, where any nonzero step, however small, would show), in the reference as here."""
+@pytest.mark.parametrize("gradient", [1e200, 8e154])
+def test_msvag_overflowing_gradient_square_leaves_the_coordinate_in_place(gradient):
+    """g² = inf makes v = inf and m̂² = inf or huge: the reference's s is NaN or inf and γ = 0, so that coordinate
+    stays exactly where it is (here 0, where any nonzero step, however small, would show), in the reference as here.
+    1e200: m² = v = inf, so the work buffer v/m² is inf/inf = NaN; 8e154: v = 0.1 g² = inf but m² = (0.1 g)² is
+    finite, so v/m² = inf, which must stay inf (the largest finite number in its place would move θ by ~1e-155)."""
     theta0, grads = msvag_problem(5)
     theta0[0][0, 0] = 0.0
     grads[0][0][0, 0] = grads[1][0][0, 0] = 0.0  # t = 1, 2: m = v = 0 there, no move
-    grads[2][0][0, 0] = 1e200  # t = 3: m² = v = inf there, so the work buffer v/m² is inf/inf = NaN
+    grads[2][0][0, 0] = gradient  # t = 3
     hparams = dict(lr=0.1, betas=(0.9, 0.999), weight_decay=0.0)
     ours, optimizer = run_plain(lambda params: MSVAG(params, **hparams), theta0, grads)
     expected = msvag_reference(theta0, grads, **hparams)
