@@ -8,16 +8,17 @@ interpolation weights; so an epoch's batches (64, the short last one kept) are t
 
 Steps, as the reference's loop: a critic step on every batch, a generator step on every 5th (index % 5 == 0), each
 computed in `loss` (so inside the trainer's autocast; `moves` only chooses batches). The critic's loss makes
-fake = G(z) without a graph, in train mode: G's BatchNorm statistics move once per batch, as with the reference's one
-`fake = netG(noise)`; then d_loss = −mean(D(real)) + mean(D(fake)) with real and fake in separate forward passes
+fake = G(z) once per batch, without a graph, in train mode: G's BatchNorm statistics move once per batch, as with the
+reference's one `fake = netG(noise)`; then d_loss = −mean(D(real)) + mean(D(fake)) with real and fake in separate
+forward passes
 (+ 10 · gradient penalty for WGAN-GP); after the step WGAN clamps every critic parameter to ±0.01. The generator's
 loss makes G(z) of the same batch again, with its graph and G's buffers kept (trainer.buffers_kept: the statistics
 moved once already), and takes −mean(D(fake)). G did not change in between and a train-mode BatchNorm normalises
 with the batch's own statistics, so this is the reference's fake, value for value.
 
-AdaLA's look-ahead (ADALA.md): the critic's is on the step's own batch (real images, z and interpolation weights;
-G fixed, so the same fakes); the generator's makes G(z) at its tentative parameters, with the step's z for `same`
-and the next batch's z for `next`. The trainer keeps every buffer of both networks through a look-ahead pass.
+AdaLA's look-ahead (ADALA.md): the critic's is on the step's own batch, fakes included (G fixed: the batch keeps
+the fakes its critic's loss made); the generator's makes G(z) at its tentative parameters, with the step's z for
+`same` and the next batch's z for `next`. The trainer keeps every buffer of both networks through a look-ahead pass.
 
 Metrics: per-epoch means over the steps of d_loss, wasserstein_estimate (mean D(real) − mean D(fake)), gp (the
 penalty before ×10, WGAN-GP) and g_loss. FID (tasks/gan_fid.py: the generator in eval mode, as the reference's
@@ -55,14 +56,15 @@ GP_WEIGHT = 10.0  # λ (WGAN-GP)
 SAMPLE_GRID = 64  # fixed-noise images in each samples/*.png (8 x 8)
 
 
-@dataclass(frozen=True)
+@dataclass
 class GanBatch:
-    """One training batch, the critic's: real images in [-1, 1], their latent z, WGAN-GP's interpolation weights.
-    A generator step's batch is z alone."""
+    """One training batch, the critic's: real images in [-1, 1], their latent z, WGAN-GP's interpolation weights, and
+    G(z) once the critic's loss made it. A generator step's batch is z alone."""
 
     real: torch.Tensor  # [B, 3, 64, 64]
     z: torch.Tensor  # [B, 100, 1, 1]
     alpha: torch.Tensor  # [B]
+    fake: torch.Tensor | None = None  # G(z) without a graph: made by the critic's loss, reused by its look-ahead
 
 
 class GanEpoch(Sequence):
@@ -135,8 +137,10 @@ class WassersteinGAN:
 
     def loss(self, player: str, batch: GanBatch | torch.Tensor, carry: None) -> Loss:
         if player == "critic":
-            with torch.no_grad():  # train mode: G's BatchNorm statistics move, once per batch
-                fake = self.generator(batch.z)
+            if batch.fake is None:  # once per batch, in train mode: G's BatchNorm statistics move once
+                with torch.no_grad():
+                    batch.fake = self.generator(batch.z)
+            fake = batch.fake
             real_mean = self.critic(batch.real).mean()
             fake_mean = self.critic(fake).mean()
             value = -real_mean + fake_mean

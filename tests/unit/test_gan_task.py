@@ -297,8 +297,11 @@ def test_critic_loss_separate_passes_and_the_gradient_penalty(make_task, kind):
     before = tracked(task.critic)
     loss = task.loss("critic", batch, None)
     assert tracked(task.critic) == before + (2 if kind == "wgan" else 3)  # real, fake (and x̂): separate passes
-    # the loss made G(z) in train mode: G's statistics are those of that one forward
+    # the loss made G(z) in train mode, kept with the batch: G's statistics are those of that one forward
+    assert torch.equal(batch.fake, fake) and not batch.fake.requires_grad
     assert tracked(task.generator) == 1 and all_equal(buffers(task.generator), buffers(generator))
+    task.loss("critic", batch, None)  # again on the same batch (as its look-ahead): the same fakes, no G forward
+    assert tracked(task.generator) == 1
     real_mean, fake_mean = reference(batch.real).mean(), reference(fake).mean()
     torch.testing.assert_close(loss.sums["wasserstein"], (real_mean - fake_mean).detach())
     if kind == "wgan":
@@ -354,9 +357,9 @@ def test_every_forward_pass_runs_in_the_loss_inside_the_trainers_autocast(make_t
                       schedule=Schedule(), device=CPU, settings=TrainerSettings(precision="bf16"))
     trainer.train_epoch(Progress())
     generator_forwards = [f for f in forwards if f[0] == "generator"]
-    # training (FID's eval-mode passes aside): per batch one for the critic's step and one for its look-ahead; per
-    # generator step one each for g_t and g'
-    assert len(generator_forwards) == 7 * 2 + 2 * 2
+    # training (FID's eval-mode passes aside): one per batch for the critic's step (its look-ahead reuses the fakes),
+    # one each for g_t and g' per generator step
+    assert len(generator_forwards) == 7 + 2 * 2
     assert all(enabled for _, enabled, _ in forwards)
     assert {dtype for _, _, dtype in generator_forwards} == {torch.bfloat16}
 
@@ -409,9 +412,9 @@ def test_critic_lookahead_at_tentative_parameters_leaves_generator_buffers_and_f
     # every tensor moved but WGAN-GP's head bias, whose gradient −1 + 1 (real and fake means) is 0
     assert [torch.equal(at, start) for at, start in zip(lookahead["critic"], theta)] == \
         [name == "linear.bias" for name, _ in task.critic.named_parameters()]
-    # G fixed: its parameters, the fakes (G(z) made again, equal) and the real batch are the step's
+    # G fixed: its parameters, the fakes (made once, by the real pass) and the real batch are the step's
     assert all_equal(lookahead["generator"], generator_before) and all_equal(params(task.generator), generator_before)
-    assert lookahead["batch"] is real["batch"] and len(fakes) == 2 and torch.equal(fakes[0], fakes[1])
+    assert lookahead["batch"] is real["batch"] and len(fakes) == 1 and torch.equal(real["batch"].fake, fakes[0])
     # every buffer of both networks is as the real pass left it; the parameters moved, and not to θ'
     assert all_equal(buffers(task.critic, task.generator), real["buffers"])
     after = params(task.critic)
