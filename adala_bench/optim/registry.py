@@ -16,7 +16,7 @@ Which implementation stands for each reference optimizer (PROTOCOL.md §5):
 - yogi: torch_optimizer.Yogi (the reference's source), eps 1e-3 and initial_accumulator 1e-6 unless given.
 - adabound: the `adabound` package's AdaBound (the reference), with its deprecated-overload warnings silenced.
 - msvag, fromage: this package's MSVAG and Fromage.
-- asgd: torch.optim.ASGD, only as what SGD becomes on a task's plateau (`on_plateau`; never a benchmark row).
+- asgd: torch.optim.ASGD, only as what PTB's SGD switches to (never a benchmark row).
 """
 
 from __future__ import annotations
@@ -79,7 +79,7 @@ _SPECS: dict[str, _Spec] = {
     "radam": _Spec(_radam, ("lr", "betas", "eps", "weight_decay", "foreach")),
     "adamw": _Spec(torch.optim.AdamW, ("lr", "betas", "eps", "weight_decay", "amsgrad", "foreach")),
     "fromage": _Spec(Fromage, ("lr",), required=("lr",)),
-    # Not one of the ten: what SGD becomes on a task's plateau (on_plateau: PTB's test loss), as the reference.
+    # Not one of the ten: PTB's SGD switches to it on a test-loss plateau (tasks/language.py), as the reference.
     "asgd": _Spec(torch.optim.ASGD, ("lr", "lambd", "alpha", "t0", "weight_decay", "foreach")),
 }
 
