@@ -27,7 +27,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from adala_bench.catalog import FAMILIES, TASKS
 from adala_bench.settings import (DataSettings, FidSettings, GanTaskSettings, ImageTaskSettings, LanguageTaskSettings,
-                                  OptimizerSpec, RunSettings, Schedule, SettingsError, TrainerSettings)
+                                  LrScale, OptimizerSpec, RunSettings, Schedule, SettingsError, TrainerSettings)
 from adala_bench.store import layout_path
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
@@ -164,12 +164,10 @@ def normalised(cfg: DictConfig) -> DictConfig:
             cfg.optimizer.name = target
         scale = cfg.pop("lr_scale", 1.0)
         if scale != 1.0:
-            if not (isinstance(scale, (int, float)) and not isinstance(scale, bool) and scale > 0):
-                raise ConfigError(f"lr_scale={scale!r} is not allowed; it must be a number > 0")
-            lr = cfg.optimizer.get("lr")
-            if not (isinstance(lr, (int, float)) and not isinstance(lr, bool)):
-                raise ConfigError(f"optimizer.lr={lr!r} is not allowed; it must be a number ≥ 0")
-            cfg.optimizer.lr = lr * scale
+            try:
+                cfg.optimizer.lr = LrScale(lr_scale=scale, lr=cfg.optimizer.get("lr")).scaled_lr
+            except SettingsError as error:
+                raise ConfigError(str(error)) from None
     return cfg
 
 

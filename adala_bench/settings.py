@@ -16,6 +16,8 @@ from typing import Any, ClassVar, Mapping
 
 LOOKAHEAD_BATCHES = ("next", "same")
 PRECISIONS = ("fp32", "bf16")
+# real: the official dataset under the data root, never replaced silently;
+# synthetic: a small dataset in the same on-disk format, written under <root>/synthetic/ on first use.
 SOURCES = ("real", "synthetic")
 IMAGE_ARCHS = ("vgg11", "resnet34", "densenet121")
 CRITIC_KINDS = ("wgan", "wgan_gp")
@@ -266,8 +268,30 @@ class DataSettings(Settings):
             self.require(name, getattr(self, name) >= 1, "it must be a positive integer")
 
 
+@dataclass(frozen=True)
+class LrScale(Settings):
+    """An lr search's `lr_scale=k` (conf/experiment/search_*.yaml): it multiplies the optimizer's as-run lr."""
+
+    lr_scale: float
+    lr: float  # the as-run lr
+
+    KEYS = {"lr": "optimizer.lr"}
+
+    def check(self) -> None:
+        self.require("lr_scale", self.lr_scale > 0, "it must be a number > 0")
+
+    @property
+    def scaled_lr(self) -> float:
+        return self.lr * self.lr_scale
+
+
 def _positive_width(settings: Settings) -> None:
     settings.require("width", settings.width > 0, "it must be > 0")
+
+
+def _scaled(size: int, width: float) -> int:
+    """`size` times a width multiplier, rounded, at least 1 (width 1.0 is the reference network)."""
+    return max(1, round(size * width))
 
 
 @dataclass(frozen=True)
@@ -286,10 +310,14 @@ class ImageTaskSettings(Settings):
 
 @dataclass(frozen=True)
 class LanguageTaskSettings(Settings):
-    """PTB: the AWD-LSTM's depth, its width multiplier, the weight-drop variant, the synthetic corpus's sizes."""
+    """PTB: the AWD-LSTM's depth, its width multiplier (of the embedding and hidden sizes, to shrink it for tests and
+    the demo), the weight-drop variant, the synthetic corpus's sizes; and, fixed, the rest of the reference's command
+    line (PROTOCOL.md §2)."""
 
     nlayers: int
     width: float = 1.0
+    # False: the reference's weight drop, whose recurrent matrices never train (PROTOCOL §2 caveat); True: real
+    # DropConnect, a gradient reaches them.
     train_recurrent: bool = False
     n_train: int = 20000
     n_valid: int = 2000
@@ -299,12 +327,31 @@ class LanguageTaskSettings(Settings):
     PREFIX = "task"
     KEYS = {"train_recurrent": "task.lstm.train_recurrent", **{name: f"task.synthetic.{name}" for name in
                                                                 ("n_train", "n_valid", "n_test", "vocab_size")}}
+    # The reference's RNNModel('LSTM', ntok, emsize=400, nhid=1150, nlayers, dropout=0.4, dropouth=0.25,
+    # dropouti=0.4, dropoute=0.1, wdrop=0.5) and its AR/TAR weights; not config keys.
+    EMSIZE: ClassVar[int] = 400  # at width 1.0
+    NHID: ClassVar[int] = 1150  # at width 1.0
+    DROPOUT: ClassVar[float] = 0.4
+    DROPOUTH: ClassVar[float] = 0.25
+    DROPOUTI: ClassVar[float] = 0.4
+    DROPOUTE: ClassVar[float] = 0.1
+    WDROP: ClassVar[float] = 0.5
+    AR_ALPHA: ClassVar[float] = 2.0
+    TAR_BETA: ClassVar[float] = 1.0
 
     def check(self) -> None:
         self.require("nlayers", self.nlayers >= 1, "it must be a positive integer")
         _positive_width(self)
         for name in ("n_train", "n_valid", "n_test", "vocab_size"):
             self.require(name, getattr(self, name) >= 1, "it must be a positive integer")
+
+    @property
+    def emsize(self) -> int:
+        return _scaled(self.EMSIZE, self.width)
+
+    @property
+    def nhid(self) -> int:
+        return _scaled(self.NHID, self.width)
 
 
 @dataclass(frozen=True)

@@ -9,25 +9,29 @@ A task (the workload: models, data, loss, evaluation) gives the trainer this sur
 - `train_batches(epoch)`: the epoch's minibatches, random access, a function of (seed, epoch) only, so resume and
   the look-ahead batch are exact.
 - `moves(batches, index)`: the optimizer steps of batch `index`, in order, each a `Move`: which player steps, g_t's
-  minibatch, the minibatch `lookahead_batch=next` evaluates g' on (the task's "next one": classification and PTB
-  the following batch, wrapping at the end of the epoch), the one `same` evaluates it on when it is not g_t's
-  batch as it stands (a GAN generator step holds fakes made at θ; its look-ahead must make them again at θ'),
-  and a per-step lr factor (PTB: seq_len / 70).
+  minibatch (`lookahead_batch=same` evaluates g' on it too), the minibatch `lookahead_batch=next` evaluates g' on
+  (the task's "next one": classification and PTB the following batch, wrapping at the end of the epoch; a GAN's
+  critic its own batch, a GAN's generator the next batch's z), and a per-step lr factor (PTB: seq_len / 70). It
+  only chooses batches: every forward pass happens in `loss`, inside the trainer's autocast.
 - `initial_carry()` and the `carry` argument of `loss`: the state a stateful task carries from batch to batch
   (PTB's hidden state), reset at the start of every epoch; None for stateless tasks. The trainer detaches it.
 - `loss(player, batch, carry) -> Loss`: a training-mode forward at the current parameters: the value to
-  back-propagate, per-batch sums for the epoch's metrics, the outgoing carry.
+  back-propagate, per-batch sums for the epoch's metrics (tensors, or Python numbers for what the host counts),
+  the outgoing carry. A forward that must leave a module's buffers as they are (a GAN generator step remaking the
+  batch's G(z)) runs inside `buffers_kept`.
 - `summarize_train(sums)` and `evaluate(epoch)`: the epoch's metrics.
 - optionally `artifacts(epoch)`: files for the run directory after this epoch, {relative path: bytes} (a GAN's
   sample grids), written by the run store.
-- optionally `switch_optimizer(epoch, rows, specs)`: optimizers to replace after this epoch (PTB: SGD → ASGD), as
-  {player: OptimizerSpec}; the replacement is recorded in that epoch's metrics row and carried by the checkpoint.
+- optionally `plateau(rows)`: whether the task's plateau rule fires after the last of the epoch rows (PTB: the
+  test loss stopped improving). Then every optimizer that `optim.on_plateau` names a successor for is replaced
+  (SGD → ASGD); the replacement is recorded in that epoch's metrics row and carried by the checkpoint.
 
 The look-ahead closure protocol lives here, once (ADALA.md): an optimizer that asks for a closure (AdaLA) gets one
 that zeroes the gradients, evaluates the player's loss at the tentative parameters on the look-ahead minibatch
 (`next` or `same`), starting from the same incoming carry and discarding its outgoing one, back-propagates, clips g'
-exactly as g, and puts every model's buffers (BatchNorm statistics) back as they were. The per-step lr factor is
-in the param groups while the optimizer steps, so it scales the tentative step too.
+exactly as g, and leaves every model's buffers (BatchNorm statistics) as they were (`buffers_kept`: the pass
+updates clones). The per-step lr factor is in the param groups while the optimizer steps, so it scales the
+tentative step too.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
@@ -66,16 +71,15 @@ class Move:
     """One optimizer step within a training batch."""
 
     player: str
-    batch: Any  # g_t's minibatch
+    batch: Any  # g_t's minibatch, and g' 's under lookahead_batch=same
     next_batch: Any  # g' 's minibatch under lookahead_batch=next
-    same_batch: Any = None  # g' 's minibatch under lookahead_batch=same; None: `batch`
     lr_factor: float = 1.0  # this step's lr multiplier (PTB: seq_len / 70)
 
 
 @dataclass
 class Loss:
     value: Tensor  # what is back-propagated
-    sums: dict[str, Tensor] = field(default_factory=dict)  # per-batch sums, accumulated over the epoch
+    sums: dict[str, Tensor | float] = field(default_factory=dict)  # per-batch sums, accumulated over the epoch
     carry: Any = None  # a stateful task's outgoing state
 
 
@@ -118,6 +122,28 @@ def detach(carry: Any) -> Any:
     return tree_map(lambda value: value.detach() if isinstance(value, Tensor) else value, carry)
 
 
+@contextmanager
+def buffers_kept(*modules: nn.Module) -> Iterator[None]:
+    """Forward passes inside leave every buffer of `modules` (BatchNorm's running statistics) as it was.
+
+    Each buffer is swapped for a clone while inside, and the original put back after: the passes update the clones,
+    the modules' own buffers are never written (so their version counters do not move either), and a graph made
+    inside holds only the clones, so it back-propagates after. The look-ahead closure runs in it; so does a task's
+    forward that must not count as one more batch of statistics (a GAN generator step remaking the batch's G(z)).
+    """
+    swapped = []
+    for module in {id(m): m for top in modules for m in top.modules()}.values():  # each submodule once
+        for name, buffer in module._buffers.items():
+            if buffer is not None:
+                swapped.append((module, name, buffer))
+                module._buffers[name] = buffer.clone()
+    try:
+        yield
+    finally:
+        for module, name, buffer in swapped:
+            module._buffers[name] = buffer
+
+
 class Trainer:
     def __init__(
         self,
@@ -142,8 +168,8 @@ class Trainer:
                 player.module.compile()  # in place: parameters and state_dict keys stay as they are
         for player, spec in optimizers.items():
             self._install(player, spec)
-        # every model's buffers, each once: a look-ahead pass must leave all of them as it found them
-        self.buffers = list({id(b): b for p in task.players.values() for b in p.module.buffers()}.values())
+        # every model: a look-ahead pass must leave all of their buffers as it found them
+        self.modules = [player.module for player in task.players.values()]
 
     def _install(self, player: str, spec: OptimizerSpec) -> None:
         optimizer = spec.build(self.task.players[player].module.parameters())
@@ -213,7 +239,8 @@ class Trainer:
                 loss_batch.append(index)
                 evals[move.player] += 2 if optim.needs_closure(self.optimizers[move.player]) else 1
                 for key, value in loss.sums.items():
-                    sums[key] = sums[key] + value.detach() if key in sums else value.detach()
+                    value = value.detach() if isinstance(value, Tensor) else value
+                    sums[key] = sums[key] + value if key in sums else value
         bar.close()
         self._synchronize()
         finite = torch.isfinite(torch.stack(losses)) if losses else torch.ones(0, dtype=torch.bool)
@@ -265,25 +292,18 @@ class Trainer:
         """The closure AdaLA calls at its tentative point: loss and gradient on the look-ahead minibatch.
 
         `next` is the task's next minibatch (`move.next_batch`), `same` reuses g_t's. The pass starts from the same
-        incoming carry and drops its outgoing one, clips g' as g was clipped, and restores every model's buffers,
-        so it leaves no trace but the gradient.
+        incoming carry and drops its outgoing one, clips g' as g was clipped, and leaves every model's buffers as
+        they were, so it leaves no trace but the gradient.
         """
-        if self.settings.lookahead_batch == "next":
-            batch = move.next_batch
-        else:
-            batch = move.batch if move.same_batch is None else move.same_batch
+        batch = move.next_batch if self.settings.lookahead_batch == "next" else move.batch
         optimizer = self.optimizers[move.player]
 
         def closure() -> Tensor:
-            saved = [buffer.clone() for buffer in self.buffers]
             optimizer.zero_grad(set_to_none=True)
-            with self._autocast():
+            with buffers_kept(*self.modules), self._autocast():
                 loss = self.task.loss(move.player, batch, carry)
             loss.value.backward()
             self._clip(move.player)
-            with torch.no_grad():
-                for buffer, value in zip(self.buffers, saved):
-                    buffer.copy_(value)
             return loss.value
 
         return closure
@@ -305,13 +325,20 @@ class Trainer:
             nn.utils.clip_grad_norm_(self.task.players[player].module.parameters(), self.settings.clip_grad_norm)
 
     def _maybe_switch(self, epoch: int, rows: list[dict[str, Any]], row: dict[str, Any]) -> None:
-        """Replace the optimizers the task asks to replace after this epoch, and say so in the epoch's row."""
-        switch = getattr(self.task, "switch_optimizer", None)
-        replacements = switch(epoch, rows, dict(self.specs)) if switch is not None else {}
-        for player, spec in replacements.items():
-            self._install(player, OptimizerSpec(spec.name, dict(spec.hparams), since_epoch=epoch))
-        if replacements:  # a flat string, like every other metrics value
-            row["optimizer_switch"] = ",".join(f"{player}={spec.name}" for player, spec in replacements.items())
+        """On the task's plateau, replace each optimizer by its successor (optim.on_plateau), starting at its own lr,
+        and say so in the epoch's row."""
+        plateau = getattr(self.task, "plateau", None)
+        if plateau is None or not plateau(rows):
+            return
+        switched = []
+        for player, spec in list(self.specs.items()):
+            successor = optim.on_plateau(spec.name, spec.hparams)
+            if successor is not None:
+                name, hparams = successor
+                self._install(player, OptimizerSpec(name, hparams, since_epoch=epoch))
+                switched.append(f"{player}={name}")
+        if switched:  # a flat string, like every other metrics value
+            row["optimizer_switch"] = ",".join(switched)
 
     def _synchronize(self) -> None:
         if self.device.type == "cuda":

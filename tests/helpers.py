@@ -12,7 +12,6 @@ from torch import nn
 
 from adala_bench import trainer as trainer_module
 from adala_bench.config import RunConfig, compose
-from adala_bench.settings import OptimizerSpec
 from adala_bench.store import RunDir, layout_path
 from adala_bench.trainer import Loss, Move, Player
 
@@ -153,8 +152,8 @@ class Relay:
     """Two players over a carried state h, in the shapes of PTB and a GAN together.
 
     "a" (Linear, BatchNorm, Dropout) maps a batch and the incoming h to the outgoing h; "b" (Linear) reads h through
-    "a", so b's look-ahead runs a's BatchNorm too. "a" steps on every batch, "b" on every other one, and "b" may be
-    switched to SGD after epoch 0. The batch stream depends only on (seed, epoch).
+    "a", so b's look-ahead runs a's BatchNorm too. "a" steps on every batch, "b" on every other one; with
+    `switch`, the plateau rule fires after epoch 0 (and only then). The batch stream depends only on (seed, epoch).
     """
 
     def __init__(self, seed: int, *, switch: bool = False, batches: int = 5):
@@ -197,7 +196,5 @@ class Relay:
         x = torch.linspace(-1, 1, 32).reshape(8, 4)
         return {"test_loss": float((self.b(torch.tanh(self.a(x))) - 1).pow(2).mean())}
 
-    def switch_optimizer(self, epoch, rows, specs):
-        if self.switch and epoch == 0 and specs["b"].name != "sgd":
-            return {"b": OptimizerSpec("sgd", {"lr": 0.05})}
-        return {}
+    def plateau(self, rows):
+        return self.switch and len(rows) == 1

@@ -16,8 +16,9 @@ import argparse
 import sys
 
 from adala_bench.cli import OneLineParser
-from adala_bench.data import SOURCES, ptb
+from adala_bench.data import ptb
 from adala_bench.data.cifar10 import dataset_dir, download_cifar10, load_cifar10, write_synthetic_cifar10
+from adala_bench.settings import SOURCES
 
 PROG = "adala-data"
 DEFAULT_ROOT = "data"  # conf/config.yaml's data.root

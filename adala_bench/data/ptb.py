@@ -20,7 +20,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 import torch
 
-from adala_bench.data import DataError, check_source
+from adala_bench.data import DataError
 from adala_bench.data.checksums import md5_of, read_manifest
 from adala_bench.data.staging import is_synthetic_copy, synthetic_here, synthetic_matches, write_synthetic_directory
 
@@ -57,9 +57,8 @@ class PtbCorpus:
 
 def dataset_dir(root: str | os.PathLike, source: str = "real") -> Path:
     """Where `load_ptb(root, source)` looks: `<root>/ptb`, or `<root>/synthetic/ptb`."""
-    check_source(source)
     root = Path(root).expanduser()
-    return root / BASE_FOLDER if source == "real" else root / SYNTHETIC_FOLDER / BASE_FOLDER
+    return {"real": root / BASE_FOLDER, "synthetic": root / SYNTHETIC_FOLDER / BASE_FOLDER}[source]
 
 
 def load_ptb(root: str | os.PathLike, source: str = "real") -> PtbCorpus:

@@ -4,6 +4,6 @@ from .adala import AdaLA
 from .fromage import Fromage
 from .msvag import MSVAG
 from .common import HparamError
-from .registry import build, needs_closure
+from .registry import build, needs_closure, on_plateau
 
-__all__ = ["AdaLA", "Fromage", "HparamError", "MSVAG", "build", "needs_closure"]
+__all__ = ["AdaLA", "Fromage", "HparamError", "MSVAG", "build", "needs_closure", "on_plateau"]

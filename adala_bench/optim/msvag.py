@@ -10,9 +10,11 @@ Per step t (bc1 = 1 − β1^t, bc2 = 1 − β2^t):
   θ ← θ − α γ m̂
 At t = 1, ρ = 1: s is ±inf or NaN, γ = 0, and θ does not move. eps is accepted and unused, as in the reference.
 
-With k = ρ/(1 − ρ), a = 1 − k and b = k bc1²/bc2 the same update is α γ m̂ = α/(b bc1) · m / ((v + (a/b) m²)/m²),
-which the foreach path computes in a reused work buffer, without temporaries (equal up to rounding).
-The reference's NaN (0/0 where m = v = 0) becomes a NaN denominator here, set to inf so that the update is 0.
+With k = ρ/(1 − ρ), a = 1 − k and b = k bc1²/bc2 the same update is α γ m̂ = α/(b bc1) · m / (b/γ) with
+b/γ = v/m² + a/b, which the foreach path computes in a reused work buffer, without temporaries (equal up to
+rounding). m² is computed, as the reference computes m̂²: where it is 0 (m = 0, or tiny gradients whose square
+underflows in float32) v/m² is inf or 0/0 = NaN, set to inf, so γ = 0 and θ stays, as the reference's
+γ = 0/(ρ s) = 0 or 0/0 → 0 gives. (Dividing by m twice instead would give 0/m/m = 0 there, and the step m/0 = inf.)
 """
 
 from __future__ import annotations
@@ -83,9 +85,9 @@ def _update(group: dict[str, Any], step: int, params: list[Tensor], grads: list[
     k = rho / (1 - rho)
     a, b = 1 - k, k * bc1 ** 2 / bc2
     for work, exp_avg_sq, exp_avg in zip(works, exp_avg_sqs, exp_avgs):  # no foreach op writes into given tensors
-        torch.addcmul(exp_avg_sq, exp_avg, exp_avg, value=a / b, out=work)
-    torch._foreach_div_(works, exp_avgs)
-    torch._foreach_div_(works, exp_avgs)  # (v + (a/b) m²)/m² = b/γ
+        torch.mul(exp_avg, exp_avg, out=work)
+        torch.div(exp_avg_sq, work, out=work)
+    torch._foreach_add_(works, a / b)  # v/m² + a/b = b/γ
     for work in works:
         torch.nan_to_num_(work, nan=float("inf"), posinf=float("inf"), neginf=float("-inf"))
     torch._foreach_addcdiv_(params, exp_avgs, works, value=-lr / (b * bc1))

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import importlib
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -108,6 +108,16 @@ def build(name: str, params, **hparams: Any) -> Optimizer:
     # some packages don't validate (adabelief-pytorch: weight_decay), so check all uniformly here
     check_hparams(**{key: hparams[key] for key in ("lr", "betas", "eps", "weight_decay") if key in hparams})
     return spec.factory(params, **hparams)
+
+
+def on_plateau(name: str, hparams: Mapping[str, Any]) -> tuple[str, dict[str, Any]] | None:
+    """What optimizer `name` becomes when the task's plateau rule fires (the trainer asks after every epoch), as
+    (name, hyperparameters), or None where it stays. The AWD-LSTM reference's switch: SGD becomes
+    ASGD(lr = SGD's configured lr, t0 = 0, lambd = 0, the same weight decay), which with lambd 0 is plain SGD again at
+    the undecayed lr, averaging the iterates from then on."""
+    if name != "sgd":
+        return None
+    return "asgd", {"lr": hparams["lr"], "t0": 0, "lambd": 0.0, "weight_decay": hparams.get("weight_decay", 0.0)}
 
 
 def needs_closure(optimizer: Optimizer) -> bool:

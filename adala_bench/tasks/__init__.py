@@ -22,14 +22,12 @@ def build_task(run: RunConfig, device: torch.device):
                                      val_size=data.val_size, seed=seed, device=device)
     if isinstance(settings, LanguageTaskSettings):
         from adala_bench.data.ptb import ptb_corpus
-        from adala_bench.tasks.language import LstmSettings, PennTreebankLM
+        from adala_bench.tasks.language import PennTreebankLM
 
         _no_validation_split(run, "PTB's validation set is valid.txt (val_ppl in every row)")
         corpus = ptb_corpus(data.root, data.source, settings.n_train, settings.n_valid, settings.n_test,
                             settings.vocab_size)
-        lstm = LstmSettings(nlayers=settings.nlayers, emsize=scaled(400, settings.width),
-                            nhid=scaled(1150, settings.width), train_recurrent=settings.train_recurrent)
-        return PennTreebankLM(corpus, lstm, batch_size=batch_size, seed=seed, device=device)
+        return PennTreebankLM(corpus, settings, batch_size=batch_size, seed=seed, device=device)
     if isinstance(settings, GanTaskSettings):
         from adala_bench.data.cifar10 import cifar10_arrays
         from adala_bench.tasks.gan_fid import fid_cache_dir, train_images_fingerprint
@@ -47,8 +45,3 @@ def build_task(run: RunConfig, device: torch.device):
 def _no_validation_split(run: RunConfig, why: str) -> None:
     if run.data.val_size:
         raise ValueError(f"data.val_size={run.data.val_size} is not allowed for {run.task}; {why}, so it must be 0")
-
-
-def scaled(size: int, width: float) -> int:
-    """`size` times the task's width multiplier, rounded, at least 1 (width 1.0 is the reference network)."""
-    return max(1, round(size * width))

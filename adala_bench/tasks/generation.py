@@ -6,14 +6,19 @@ vertical pass), then scaled to [-1, 1]; no augmentation. Each epoch draws, on th
 (seed, epoch) alone, the permutation, the latent z ~ N(0, I) (N, 100, 1, 1) of every image, and WGAN-GP's
 interpolation weights; so an epoch's batches (64, the short last one kept) are the same on any device and on resume.
 
-Steps, as the reference's loop: every batch `fake = G(z)` once, in train mode (G's BatchNorm statistics move once);
-a critic step on (real, fake.detach()) with real and fake in separate forward passes,
-d_loss = −mean(D(real)) + mean(D(fake)) (+ 10 · gradient penalty for WGAN-GP); after it WGAN clamps every critic
-parameter to ±0.01; on every 5th batch (index % 5 == 0) a generator step on −mean(D(fake)) through the same fake.
+Steps, as the reference's loop: a critic step on every batch, a generator step on every 5th (index % 5 == 0), each
+computed in `loss` (so inside the trainer's autocast; `moves` only chooses batches). The critic's loss makes
+fake = G(z) once per batch, without a graph, in train mode: G's BatchNorm statistics move once per batch, as with the
+reference's one `fake = netG(noise)`; then d_loss = −mean(D(real)) + mean(D(fake)) with real and fake in separate
+forward passes
+(+ 10 · gradient penalty for WGAN-GP); after the step WGAN clamps every critic parameter to ±0.01. The generator's
+loss makes G(z) of the same batch again, with its graph and G's buffers kept (trainer.buffers_kept: the statistics
+moved once already), and takes −mean(D(fake)). G did not change in between and a train-mode BatchNorm normalises
+with the batch's own statistics, so this is the reference's fake, value for value.
 
-AdaLA's look-ahead (ADALA.md): the critic's reuses the step's real batch, fakes and interpolation weights (G fixed);
-the generator's makes G(z) again at its tentative parameters, with the step's z for `same` and the next batch's z for
-`next`. The trainer restores every BatchNorm buffer of both networks after a look-ahead pass.
+AdaLA's look-ahead (ADALA.md): the critic's is on the step's own batch, fakes included (G fixed: the batch keeps
+the fakes its critic's loss made); the generator's makes G(z) at its tentative parameters, with the step's z for
+`same` and the next batch's z for `next`. The trainer keeps every buffer of both networks through a look-ahead pass.
 
 Metrics: per-epoch means over the steps of d_loss, wasserstein_estimate (mean D(real) − mean D(fake)), gp (the
 penalty before ×10, WGAN-GP) and g_loss. FID (tasks/gan_fid.py: the generator in eval mode, as the reference's
@@ -26,8 +31,7 @@ flags such cells).
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,9 +45,9 @@ from adala_bench.data.gan_images import resize_like_pil, to_unit_range
 from adala_bench.metrics.fid import FIDError, ensure_inception_weights
 from adala_bench.models.dcgan import LATENT, Critic, Generator, clamp_, gradient_penalty
 from adala_bench.seeding import SAMPLES_STREAM, derived_seed, epoch_seed
-from adala_bench.settings import CRITIC_KINDS, FidSettings
+from adala_bench.settings import FidSettings
 from adala_bench.tasks.gan_fid import GeneratorFid
-from adala_bench.trainer import Loss, Move, Player
+from adala_bench.trainer import Loss, Move, Player, buffers_kept
 
 IMAGE_SIZE = 64  # Resize(64)
 N_CRITIC = 5  # --n_critic: a generator step when batch index % 5 == 0
@@ -52,26 +56,15 @@ GP_WEIGHT = 10.0  # λ (WGAN-GP)
 SAMPLE_GRID = 64  # fixed-noise images in each samples/*.png (8 x 8)
 
 
-@dataclass(frozen=True)
+@dataclass
 class GanBatch:
-    """One training batch: real images in [-1, 1], their latent z, WGAN-GP's interpolation weights."""
+    """One training batch, the critic's: real images in [-1, 1], their latent z, WGAN-GP's interpolation weights, and
+    G(z) once the critic's loss made it. A generator step's batch is z alone."""
 
     real: torch.Tensor  # [B, 3, 64, 64]
     z: torch.Tensor  # [B, 100, 1, 1]
     alpha: torch.Tensor  # [B]
-
-
-@dataclass(frozen=True)
-class CriticBatch:
-    real: torch.Tensor
-    fake: torch.Tensor  # G(z), detached
-    alpha: torch.Tensor
-
-
-@dataclass(frozen=True)
-class GeneratorBatch:
-    z: torch.Tensor
-    fake: torch.Tensor | None = None  # G(z) with its graph (the real step); None: make G(z) at the current parameters
+    fake: torch.Tensor | None = None  # G(z) without a graph: made by the critic's loss, reused by its look-ahead
 
 
 class GanEpoch(Sequence):
@@ -102,8 +95,6 @@ class WassersteinGAN:
 
     def __init__(self, data: Cifar10Arrays, *, kind: str, width: float, batch_size: int, epochs: int, seed: int,
                  device: torch.device | str, data_fingerprint: str, fid_cache_dir: str | Path, fid: FidSettings):
-        if kind not in CRITIC_KINDS:
-            raise ValueError(f"task.kind={kind!r} is not allowed; allowed: {', '.join(CRITIC_KINDS)}")
         count = len(data.train_images)
         if fid.real_images is not None and fid.real_images > count:
             raise FIDError(f"task.fid.real_images={fid.real_images} is more than the {count} training images")
@@ -136,44 +127,39 @@ class WassersteinGAN:
 
     def moves(self, batches: GanEpoch, index: int) -> list[Move]:
         batch = batches[index]
-        generator_step = index % N_CRITIC == 0
-        if generator_step:  # the generator step back-propagates through this G(z): keep its graph
-            with buffers_outside_the_graph(self.generator):
-                fake = self.generator(batch.z)
-        else:
-            with torch.no_grad():
-                fake = self.generator(batch.z)
-        critic = CriticBatch(batch.real, fake.detach(), batch.alpha)
-        moves = [Move("critic", critic, next_batch=critic)]  # G fixed: the look-ahead reuses real and fakes
-        if generator_step:
-            following = batches.noise((index + 1) % len(batches))
-            moves.append(Move("generator", GeneratorBatch(batch.z, fake), next_batch=GeneratorBatch(following),
-                              same_batch=GeneratorBatch(batch.z)))
+        moves = [Move("critic", batch, next_batch=batch)]  # G fixed: the look-ahead's fakes are the step's
+        if index % N_CRITIC == 0:
+            moves.append(Move("generator", batch.z, next_batch=batches.noise((index + 1) % len(batches))))
         return moves
 
     def initial_carry(self) -> None:
         return None
 
-    def loss(self, player: str, batch: CriticBatch | GeneratorBatch, carry: None) -> Loss:
+    def loss(self, player: str, batch: GanBatch | torch.Tensor, carry: None) -> Loss:
         if player == "critic":
+            if batch.fake is None:  # once per batch, in train mode: G's BatchNorm statistics move once
+                with torch.no_grad():
+                    batch.fake = self.generator(batch.z)
+            fake = batch.fake
             real_mean = self.critic(batch.real).mean()
-            fake_mean = self.critic(batch.fake).mean()
+            fake_mean = self.critic(fake).mean()
             value = -real_mean + fake_mean
             sums = {"wasserstein": (real_mean - fake_mean).detach()}
             if self.kind == "wgan_gp":
-                penalty = gradient_penalty(self.critic, batch.real, batch.fake, alpha=batch.alpha)
+                penalty = gradient_penalty(self.critic, batch.real, fake, alpha=batch.alpha)
                 value = value + GP_WEIGHT * penalty
                 sums["gp"] = penalty.detach()
-            sums.update(d_loss=value.detach(), d_steps=torch.ones((), device=value.device))
+            sums.update(d_loss=value.detach(), d_steps=1)
             return Loss(value, sums)
         if player == "generator":
-            fake = batch.fake if batch.fake is not None else self.generator(batch.z)
+            with buffers_kept(self.generator):  # the critic's loss counted this batch in G's statistics already
+                fake = self.generator(batch)
             value = -self.critic(fake).mean()
-            return Loss(value, {"g_loss": value.detach(), "g_steps": torch.ones((), device=value.device)})
+            return Loss(value, {"g_loss": value.detach(), "g_steps": 1})
         raise ValueError(f"unknown player {player!r}; the players are critic and generator")
 
-    def summarize_train(self, sums: dict[str, torch.Tensor]) -> dict[str, float]:
-        d_steps, g_steps = sums["d_steps"].item(), sums["g_steps"].item()
+    def summarize_train(self, sums: dict[str, torch.Tensor | int]) -> dict[str, float]:
+        d_steps, g_steps = sums["d_steps"], sums["g_steps"]
         metrics = {"d_loss": sums["d_loss"].item() / d_steps, "g_loss": sums["g_loss"].item() / g_steps,
                    "wasserstein_estimate": sums["wasserstein"].item() / d_steps}
         if "gp" in sums:
@@ -212,30 +198,3 @@ class WassersteinGAN:
         if epoch == self.epochs - 1:
             files["samples/final.png"] = files[f"samples/epoch_{epoch:03d}.png"]
         return files
-
-
-# ---- helpers ---------------------------------------------------------------------------------------------------
-
-@contextmanager
-def buffers_outside_the_graph(module: torch.nn.Module) -> Iterator[None]:
-    """A train-mode forward whose graph survives in-place writes to the module's buffers.
-
-    The trainer puts every buffer back after a look-ahead pass (`buffer.copy_`), which bumps the buffers' version
-    counters; a graph that saved a BatchNorm's running statistics (autograd saves them, although the training-mode
-    backward does not read them) then refuses to back-propagate. Here the forward updates clones, whose new values
-    are copied into the module's own buffers afterwards: the buffers change exactly as in a plain forward, and the
-    graph holds only the clones.
-    """
-    swapped = []
-    for submodule in module.modules():
-        for name, buffer in submodule._buffers.items():
-            if buffer is not None:
-                swapped.append((submodule, name, buffer))
-                submodule._buffers[name] = buffer.clone()
-    try:
-        yield
-    finally:
-        with torch.no_grad():
-            for submodule, name, buffer in swapped:
-                buffer.copy_(submodule._buffers[name])
-                submodule._buffers[name] = buffer

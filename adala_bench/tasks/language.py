@@ -9,8 +9,8 @@ Clipping (global norm 0.25) and the lr decays are the trainer's, from the task c
 
 Metrics each epoch: train_loss (the token mean of the raw cross-entropy over the epoch, dropout on, no AR/TAR) and
 train_ppl; test_loss/test_ppl with batch 1 as the reference evaluates; val_loss/val_ppl on valid.txt with batch 10.
-Perplexity is exp of the token-weighted mean cross-entropy. SGD switches to ASGD (with lambd 0, plain SGD at the
-undecayed lr) when the test loss stops improving, as the reference does (`switch_optimizer`).
+Perplexity is exp of the token-weighted mean cross-entropy. The task's plateau rule (`plateau`) is the reference's:
+the test loss stopped improving; the trainer then switches SGD to ASGD (optim.on_plateau), as the reference does.
 """
 
 from __future__ import annotations
@@ -27,30 +27,11 @@ from torch.nn import functional as F
 from adala_bench.data.ptb import PtbCorpus, batchify, get_batch, sequence_lengths
 from adala_bench.seeding import epoch_seed
 from adala_bench.models.awd_lstm import AWDLSTM
-from adala_bench.settings import OptimizerSpec
+from adala_bench.settings import LanguageTaskSettings
 from adala_bench.trainer import Loss, Move, Player
 
 BPTT = 70
-NONMONO = 5  # the reference's --nonmono: epochs the test loss may fail to improve on before SGD becomes ASGD
-
-
-@dataclass(frozen=True)
-class LstmSettings:
-    """The AWD-LSTM of the reference's command line; emsize/nhid shrink it for tests and the demo."""
-
-    nlayers: int
-    emsize: int = 400
-    nhid: int = 1150
-    dropout: float = 0.4
-    dropouth: float = 0.25
-    dropouti: float = 0.4
-    dropoute: float = 0.1
-    wdrop: float = 0.5
-    # False: the reference's weight drop, whose recurrent matrices never train (PROTOCOL §2 caveat); True: real
-    # DropConnect, a gradient reaches them.
-    train_recurrent: bool = False
-    alpha: float = 2.0  # AR
-    beta: float = 1.0  # TAR
+NONMONO = 5  # the reference's --nonmono: epochs the test loss may fail to improve on before it is a plateau
 
 
 @dataclass(frozen=True)
@@ -78,14 +59,14 @@ class EpochText(Sequence):
 class PennTreebankLM:
     """One player, "model"; the carry is the LSTM's hidden state; `next` is the following batch, wrapping."""
 
-    def __init__(self, corpus: PtbCorpus, lstm: LstmSettings, *, batch_size: int, seed: int, device: torch.device,
-                 eval_batch_size: int = 10, test_batch_size: int = 1):
+    def __init__(self, corpus: PtbCorpus, lstm: LanguageTaskSettings, *, batch_size: int, seed: int,
+                 device: torch.device, eval_batch_size: int = 10, test_batch_size: int = 1):
         self.train_data = batchify(corpus.train, batch_size).to(device)
         self.val_data = batchify(corpus.valid, eval_batch_size).to(device)
         self.test_data = batchify(corpus.test, test_batch_size).to(device)
         self.batch_size, self.seed, self.lstm = batch_size, seed, lstm
-        self.model = AWDLSTM(len(corpus.vocab), lstm.nlayers, emsize=lstm.emsize, nhid=lstm.nhid, dropout=lstm.dropout,
-                             dropouth=lstm.dropouth, dropouti=lstm.dropouti, dropoute=lstm.dropoute, wdrop=lstm.wdrop,
+        self.model = AWDLSTM(len(corpus.vocab), lstm.nlayers, emsize=lstm.emsize, nhid=lstm.nhid, dropout=lstm.DROPOUT,
+                             dropouth=lstm.DROPOUTH, dropouti=lstm.DROPOUTI, dropoute=lstm.DROPOUTE, wdrop=lstm.WDROP,
                              train_recurrent=lstm.train_recurrent).to(device)
         self.players = {"model": Player(self.model)}
 
@@ -105,8 +86,8 @@ class PennTreebankLM:
         output, hidden, raw_last = self.model(batch.tokens, carry)
         logits = self.model.decoder(output)
         raw_loss = F.cross_entropy(logits.view(-1, logits.size(-1)), batch.targets)
-        ar = self.lstm.alpha * output.pow(2).mean()
-        tar = self.lstm.beta * (raw_last[1:] - raw_last[:-1]).pow(2).mean()
+        ar = self.lstm.AR_ALPHA * output.pow(2).mean()
+        tar = self.lstm.TAR_BETA * (raw_last[1:] - raw_last[:-1]).pow(2).mean()
         tokens = batch.targets.numel()
         return Loss(raw_loss + ar + tar, {"loss_sum": raw_loss.detach() * tokens,
                                            "tokens": torch.tensor(tokens, device=raw_loss.device)}, carry=hidden)
@@ -136,16 +117,10 @@ class PennTreebankLM:
             total = total + F.cross_entropy(logits.view(-1, logits.size(-1)), targets, reduction="sum")
         return float(total) / ((data.size(0) - 1) * data.size(1))
 
-    # -- SGD → ASGD ----------------------------------------------------------------------------------------------
-    def switch_optimizer(self, epoch: int, rows: list[dict[str, Any]],
-                         specs: dict[str, OptimizerSpec]) -> dict[str, OptimizerSpec]:
-        """The reference's switch: SGD, and the test loss of this epoch worse than the best of all epochs before
-        the last NONMONO (with more than NONMONO before it), becomes ASGD(lr = SGD's configured lr, t0=0, lambd=0,
-        same weight decay); with lambd 0 that is plain SGD again, at the undecayed lr."""
-        spec = specs["model"]
+    # -- the plateau rule ----------------------------------------------------------------------------------------
+    @staticmethod
+    def plateau(rows: list[dict[str, Any]]) -> bool:
+        """The reference's rule (its --nonmono): the test loss of the last epoch is worse than the best of all epochs
+        before the last NONMONO, with more than NONMONO epochs before it."""
         earlier = [row["test_loss"] for row in rows[:-1]]
-        if spec.name != "sgd" or len(earlier) <= NONMONO or rows[-1]["test_loss"] <= min(earlier[:-NONMONO]):
-            return {}
-        hparams = {"lr": spec.hparams["lr"], "t0": 0, "lambd": 0.0,
-                   "weight_decay": spec.hparams.get("weight_decay", 0.0)}
-        return {"model": OptimizerSpec("asgd", hparams)}
+        return len(earlier) > NONMONO and rows[-1]["test_loss"] > min(earlier[:-NONMONO])

@@ -191,8 +191,6 @@ def test_offline_download_fails_with_where_to_put_the_files(tmp_path, monkeypatc
 def test_bad_arguments():
     with pytest.raises(ValueError, match="n_train must be an int >= 5, got 4"):
         write_synthetic_cifar10("/nonexistent", n_train=4)
-    with pytest.raises(ValueError, match="data.source='fake' is not allowed; allowed: real, synthetic"):
-        load_cifar10("/nonexistent", source="fake")
 
 
 def test_cli_writes_verifies_and_reports_errors_in_one_line(tmp_path, capsys):

@@ -18,6 +18,8 @@ import torchvision.transforms as TF
 from PIL import Image
 from pytorch_fid.fid_score import calculate_frechet_distance
 from pytorch_fid.inception import FID_WEIGHTS_URL
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_leaves
 from torchvision.utils import save_image
 
 from adala_bench.metrics import fid
@@ -84,6 +86,56 @@ def test_frechet_distance_refuses_mismatched_or_nonfinite_statistics():
 
 
 # ---- preprocessing ---------------------------------------------------------------------------------------------
+
+class DeviceRecorder(TorchDispatchMode):
+    """The device of every tensor each aten op takes or returns, but for the host arrays as they come in: the
+    tensors that wrap them (aten.lift_fresh) and the inputs of the copies made from them (aten._to_copy: only where a
+    copy goes is recorded). Meta tensors hold no values, so a scalar read (`.item()`) from one answers 0.0 here: a
+    function computed on device="meta" then runs to its end, and every tensor it made or used is seen (a meta kernel
+    takes a CPU operand without complaint, so the inputs count too).
+
+    This machine has no GPU, so "meta" stands for the CUDA device of a real run: a tensor left on the CPU there is a
+    device-mismatch crash in every GAN run (scripts/gpu_check.sh runs the real CUDA path)."""
+
+    def __init__(self):
+        super().__init__()
+        self.devices: set[torch.device] = set()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func is torch.ops.aten._local_scalar_dense.default and args[0].device.type == "meta":
+            return 0.0
+        out = func(*args, **(kwargs or {}))
+        if func is not torch.ops.aten.lift_fresh.default:
+            seen = (out,) if func is torch.ops.aten._to_copy.default else (args, kwargs, out)
+            self.devices |= {leaf.device for leaf in tree_leaves(seen) if isinstance(leaf, torch.Tensor)}
+        return out
+
+
+def test_frechet_distance_makes_every_tensor_on_the_requested_device():
+    first = activation_statistics(_gaussian_features(np.random.default_rng(2), 40, 8, 0.0))
+    second = activation_statistics(_gaussian_features(np.random.default_rng(3), 40, 8, 0.3))
+    with DeviceRecorder() as recorder:
+        frechet_distance(*first, *second, device="meta")
+    assert recorder.devices == {torch.device("meta")}
+    with DeviceRecorder() as recorder:  # the recorder itself: on the CPU it sees the CPU
+        assert frechet_distance(*first, *second) == pytest.approx(calculate_frechet_distance(*first, *second))
+    assert recorder.devices == {torch.device("cpu")}
+
+
+def test_fid_from_images_computes_the_distance_on_the_features_device():
+    """The eigendecompositions run where the Inception features were computed (a GPU in real runs)."""
+
+    class MetaFeatures:  # what fid_from_images uses of InceptionFeatures: `device` ("meta") and `features(batch)`
+        device = torch.device("meta")
+
+        def features(self, batch: np.ndarray) -> np.ndarray:  # the batches are their features already
+            return batch
+
+    features = np.random.default_rng(4).random((9, 3))
+    with DeviceRecorder() as recorder:
+        fid.fid_from_images(MetaFeatures(), [features[:4], features[4:]], (np.zeros(3), np.eye(3)))
+    assert recorder.devices == {torch.device("meta")}
+
 
 def test_paper_preprocess_equals_the_png_round_trip(tmp_path):
     """save_image(normalize=True) per image to PNG, read back as pytorch-fid's ImagePathDataset + ToTensor does."""

@@ -279,7 +279,8 @@ def test_every_kind_and_optimizer_trains_an_epoch(make_task, monkeypatch, kind, 
         assert clamps == [i for i, player in enumerate(moves) if player == "critic"]
     else:
         assert any(p.abs().max() > 0.01 for p in task.critic.parameters())
-    # G: one train-mode forward per batch (moves); critic: real and fake (and x̂) per critic step, D(fake) per G step
+    # G: one train-mode forward per batch (the critic's loss); critic: real and fake (and x̂) per critic step,
+    # D(fake) per G step
     assert tracked(task.generator) == 7
     assert tracked(task.critic) == 7 * (2 if kind == "wgan" else 3) + 2
 
@@ -290,41 +291,77 @@ def test_every_kind_and_optimizer_trains_an_epoch(make_task, monkeypatch, kind, 
 def test_critic_loss_separate_passes_and_the_gradient_penalty(make_task, kind):
     task = make_task(kind)
     batch = task.moves(task.train_batches(0), 1)[0].batch
-    reference = copy.deepcopy(task.critic)
+    reference, generator = copy.deepcopy(task.critic), copy.deepcopy(task.generator)
+    with torch.no_grad():
+        fake = generator(batch.z)  # train mode, as the reference's fake = netG(noise)
     before = tracked(task.critic)
     loss = task.loss("critic", batch, None)
     assert tracked(task.critic) == before + (2 if kind == "wgan" else 3)  # real, fake (and x̂): separate passes
-    real_mean, fake_mean = reference(batch.real).mean(), reference(batch.fake).mean()
+    # the loss made G(z) in train mode, kept with the batch: G's statistics are those of that one forward
+    assert torch.equal(batch.fake, fake) and not batch.fake.requires_grad
+    assert tracked(task.generator) == 1 and all_equal(buffers(task.generator), buffers(generator))
+    task.loss("critic", batch, None)  # again on the same batch (as its look-ahead): the same fakes, no G forward
+    assert tracked(task.generator) == 1
+    real_mean, fake_mean = reference(batch.real).mean(), reference(fake).mean()
     torch.testing.assert_close(loss.sums["wasserstein"], (real_mean - fake_mean).detach())
     if kind == "wgan":
         torch.testing.assert_close(loss.value, -real_mean + fake_mean)
         assert "gp" not in loss.sums
         return
-    penalty = gradient_penalty(reference, batch.real, batch.fake, alpha=batch.alpha)
+    penalty = gradient_penalty(reference, batch.real, fake, alpha=batch.alpha)
     assert loss.sums["gp"] > 0 and penalty.item() > 0
     torch.testing.assert_close(loss.sums["gp"], penalty.detach())
     torch.testing.assert_close(loss.value, -real_mean + fake_mean + 10 * penalty)
     torch.testing.assert_close(loss.sums["d_loss"], loss.value.detach())
-    # the penalty trains the critic: its gradient is in the loss's
+    # the penalty trains the critic, and the fakes carry no graph back into G
+    assert all(p.grad is None for p in task.generator.parameters())
     with_gp = torch.autograd.grad(loss.value, list(task.critic.parameters()))
     fresh = copy.deepcopy(reference)
-    without = torch.autograd.grad(-fresh(batch.real).mean() + fresh(batch.fake).mean(), list(fresh.parameters()))
+    without = torch.autograd.grad(-fresh(batch.real).mean() + fresh(fake).mean(), list(fresh.parameters()))
     assert any(not torch.allclose(a, b) for a, b in zip(with_gp, without))
 
 
-def test_generator_loss_uses_the_held_fake_or_makes_g_of_z(make_task):
+def test_generator_loss_makes_g_of_z_with_its_graph_and_keeps_gs_statistics(make_task):
+    """The generator step's G(z) is the batch's second G forward: the critic's loss moved G's statistics for the
+    batch already, so this one leaves them (and their version counters) alone, yet back-propagates into G."""
     task = make_task()
-    move = task.moves(task.train_batches(0), 0)[1]
-    assert move.player == "generator" and move.batch.fake.requires_grad and move.batch.fake.grad_fn is not None
-    critic = copy.deepcopy(task.critic)
+    critic_move, move = task.moves(task.train_batches(0), 0)
+    assert move.player == "generator" and torch.equal(move.batch, critic_move.batch.z)
+    task.loss("critic", critic_move.batch, None)
+    statistics, versions = buffers(task.generator), [b._version for b in task.generator.buffers()]
+    critic_statistics = tracked(task.critic)
+    critic, generator = copy.deepcopy(task.critic), copy.deepcopy(task.generator)
     loss = task.loss("generator", move.batch, None)
-    torch.testing.assert_close(loss.value, -critic(move.batch.fake).mean())
+    assert torch.equal(loss.value, -critic(generator(move.batch)).mean())
+    assert all_equal(buffers(task.generator), statistics) and tracked(task.generator) == 1
+    assert [b._version for b in task.generator.buffers()] == versions
+    assert tracked(task.critic) == critic_statistics + 1  # D(fake) in train mode, as the reference's netD(fake)
     loss.value.backward()
-    assert all(p.grad is not None for p in task.generator.parameters())  # through the held fake's graph
-    remade = task.loss("generator", move.same_batch, None)
-    generator = copy.deepcopy(task.generator)
-    with torch.no_grad():
-        torch.testing.assert_close(remade.value, -critic(generator(move.batch.z)).mean())
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in task.generator.parameters())
+
+
+def test_every_forward_pass_runs_in_the_loss_inside_the_trainers_autocast(make_task):
+    """moves() only chooses batches; every forward of both networks happens in loss(), which the trainer calls inside
+    its autocast: under precision=bf16 the generator's fakes are bf16 for g_t as for g' (they were fp32 for g_t when
+    moves() made them)."""
+    task = make_task()
+    forwards = []
+    for name, module in (("critic", task.critic), ("generator", task.generator)):
+        module.register_forward_hook(lambda module, inputs, output, name=name: forwards.append(
+            (name, torch.is_autocast_enabled("cpu"), output.dtype)) if module.training else None)
+    batches = task.train_batches(0)
+    for index in range(len(batches)):
+        task.moves(batches, index)
+    assert forwards == []
+    trainer = Trainer(task, {"critic": gan_spec("adala"), "generator": gan_spec("adala")}, epochs=1,
+                      schedule=Schedule(), device=CPU, settings=TrainerSettings(precision="bf16"))
+    trainer.train_epoch(Progress())
+    generator_forwards = [f for f in forwards if f[0] == "generator"]
+    # training (FID's eval-mode passes aside): one per batch for the critic's step (its look-ahead reuses the fakes),
+    # one each for g_t and g' per generator step
+    assert len(generator_forwards) == 7 + 2 * 2
+    assert all(enabled for _, enabled, _ in forwards)
+    assert {dtype for _, _, dtype in generator_forwards} == {torch.bfloat16}
 
 
 # ---- AdaLA's look-aheads -----------------------------------------------------------------------------------------
@@ -357,13 +394,14 @@ def test_critic_lookahead_at_tentative_parameters_leaves_generator_buffers_and_f
     trainer = make_trainer(task, spec, lookahead_batch=lookahead_batch)
     batches = task.train_batches(0)
     critic_move = task.moves(batches, 3)[0]
-    fake = critic_move.batch.fake
-    fake_before = fake.clone()
     theta, generator_before = params(task.critic), params(task.generator)
     gradients = capture_gradients(trainer.optimizers["critic"])
     calls = spy_losses(task)
+    fakes = []
+    hook = task.generator.register_forward_hook(lambda module, inputs, output: fakes.append(output.detach().clone()))
 
     trainer._step(critic_move, None, epoch=0)
+    hook.remove()
 
     assert [c["player"] for c in calls] == ["critic", "critic"]
     real, lookahead = calls
@@ -374,9 +412,9 @@ def test_critic_lookahead_at_tentative_parameters_leaves_generator_buffers_and_f
     # every tensor moved but WGAN-GP's head bias, whose gradient −1 + 1 (real and fake means) is 0
     assert [torch.equal(at, start) for at, start in zip(lookahead["critic"], theta)] == \
         [name == "linear.bias" for name, _ in task.critic.named_parameters()]
-    # G fixed: its parameters, the fakes and the real batch are the step's
+    # G fixed: its parameters, the fakes (made once, by the real pass) and the real batch are the step's
     assert all_equal(lookahead["generator"], generator_before) and all_equal(params(task.generator), generator_before)
-    assert lookahead["batch"] is real["batch"] and lookahead["batch"].fake is fake and torch.equal(fake, fake_before)
+    assert lookahead["batch"] is real["batch"] and len(fakes) == 1 and torch.equal(real["batch"].fake, fakes[0])
     # every buffer of both networks is as the real pass left it; the parameters moved, and not to θ'
     assert all_equal(buffers(task.critic, task.generator), real["buffers"])
     after = params(task.critic)
@@ -394,8 +432,9 @@ def test_generator_lookahead_remakes_g_at_tentative_parameters(make_task, kind, 
     trainer = make_trainer(task, gan_spec("adala", lr=ADALA_LR), lookahead_batch=lookahead_batch)
     batches = task.train_batches(0)
     critic_move, generator_move = task.moves(batches, 5)
-    assert tracked(task.generator) == 1  # moves made G(z) once, in train mode
+    assert tracked(task.generator) == 0  # moves() makes nothing
     trainer._step(critic_move, None, epoch=0)
+    assert tracked(task.generator) == 1  # the critic's loss made G(z) once in train mode; its look-ahead left no trace
     theta, critic_before = params(task.generator), params(task.critic)
     generator_buffers = buffers(task.generator)
     gradients = capture_gradients(trainer.optimizers["generator"])
@@ -408,18 +447,18 @@ def test_generator_lookahead_remakes_g_at_tentative_parameters(make_task, kind, 
     hook.remove()
 
     real, lookahead = calls
-    assert real["batch"] is generator_move.batch and real["batch"].fake is not None  # the held fake, as netD(fake)
-    # one G forward in the whole move: the look-ahead's, at θ', on z_5 (same) or z_6 (next)
-    assert len(forwards) == 1
-    z, at = forwards[0]
+    assert real["batch"] is generator_move.batch
+    # two G forwards in the move: g_t's at θ on z_5, the look-ahead's at θ' on z_5 (same) or z_6 (next)
+    assert len(forwards) == 2
+    assert torch.equal(forwards[0][0], batches.noise(5)) and all_equal(forwards[0][1], theta)
+    z, at = forwards[1]
     assert torch.equal(z, batches.noise(5 if lookahead_batch == "same" else 6))
-    assert lookahead["batch"].fake is None
     expected = [adala_tentative(t, g, ADALA_LR, (0.5, 0.999), 1e-12) for t, g in zip(theta, gradients[0])]
     for value, want, start in zip(at, expected, theta):
         torch.testing.assert_close(value, want, rtol=1e-5, atol=1e-8)
         assert not torch.equal(value, start)  # every tensor of G moved to θ'
-    # the critic is untouched, G's statistics are still those of the one forward in moves, the critic's those of
-    # the real pass; G's parameters moved (not to θ')
+    # the critic is untouched, G's statistics are still those of the critic step's one forward, the critic's those
+    # of the real pass; G's parameters moved (not to θ')
     assert all_equal(params(task.critic), critic_before) and all_equal(lookahead["critic"], critic_before)
     assert all_equal(buffers(task.generator), generator_buffers) and tracked(task.generator) == 1
     assert all_equal(buffers(task.critic, task.generator), real["buffers"])
@@ -432,8 +471,8 @@ def test_the_next_generator_lookahead_wraps_to_the_first_z(make_task):
     task = make_task(batch_size=5)  # 6 batches: generator steps at 0 and 5, and 5 is the last
     batches = task.train_batches(0)
     generator_move = task.moves(batches, 5)[1]
-    assert torch.equal(generator_move.next_batch.z, batches.noise(0))
-    assert torch.equal(generator_move.same_batch.z, batches.noise(5)) and generator_move.same_batch.fake is None
+    assert torch.equal(generator_move.next_batch, batches.noise(0))
+    assert torch.equal(generator_move.batch, batches.noise(5))  # g_t's z, and g' 's under `same`
 
 
 # ---- resume ----------------------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from adala_bench.optim import build
 from adala_bench.optim.adala import AdaLA
 from adala_bench.optim.common import HparamError
 from adala_bench.optim.fromage import Fromage
@@ -255,6 +256,65 @@ def test_msvag_matches_the_independent_reference(weight_decay, betas):
     assert not torch.allclose(ours[-1][0], theta0[0])
 
 
+def test_msvag_built_by_the_registry_follows_the_reference_for_220_steps():
+    """The registry's "msvag" with the CIFAR-10 as-run values, long enough for ρ → (1 − β1)/(1 + β1) and for the
+    foreach path's buckets and work buffers to be reused step after step."""
+    theta0, grads = msvag_problem(220)
+    hparams = dict(lr=0.1, betas=(0.9, 0.999), weight_decay=5e-4)
+    ours, _ = run_plain(lambda params: build("msvag", params, **hparams), theta0, grads)
+    assert_trajectories_close(ours, msvag_reference(theta0, grads, **hparams), rtol=1e-11, atol=1e-13)
+    assert ours[-1][1][0] == 0.0 and not torch.allclose(ours[-1][0], theta0[0])
+
+
+def float32_and_reference(theta0, grads, hparams):
+    """MSVAG in float32 on float32 copies of the problem, and the reference in float64 on exactly those values."""
+    theta32 = [p.float() for p in theta0]
+    grads32 = [[g.float() for g in step] for step in grads]
+    ours, _ = run_plain(lambda params: MSVAG(params, **hparams), theta32, grads32)
+    expected = msvag_reference([p.double() for p in theta32], [[g.double() for g in step] for step in grads32],
+                               **hparams)
+    return ours, expected
+
+
+@pytest.mark.parametrize("weight_decay, betas", [(0.0, (0.9, 0.999)), (5e-4, (0.9, 0.999)), (5e-4, (0.5, 0.999))])
+def test_msvag_in_float32_follows_the_float64_reference(weight_decay, betas):
+    theta0, grads = msvag_problem(30)
+    ours, expected = float32_and_reference(theta0, grads, dict(lr=0.1, betas=betas, weight_decay=weight_decay))
+    assert all(p.dtype == torch.float32 for p in ours[-1])
+    assert_trajectories_close([[p.double() for p in params] for params in ours], expected, rtol=1e-5, atol=1e-6)
+    assert ours[-1][1][0] == 0.0
+
+
+def test_msvag_in_float32_with_tiny_gradients_leaves_the_parameter_where_the_equations_do():
+    """g = 1e-25 every step. In float32, m² and v underflow to 0, so the reference's own arithmetic gives
+    γ = 0/0 → 0: no step, at θ = 0 (where any step would show) as at θ = 1. In float64 the step α γ m̂ is ~1e-28,
+    nothing next to θ = 1. So θ stays, as Adam leaves it; it must not become m/0 = inf at step 2 and NaN at step 3."""
+    theta0 = [(torch.ones if i % 2 == 0 else torch.zeros)(shape, dtype=DTYPE) for i, shape in enumerate(SHAPES)]
+    grads = [[torch.full(shape, 1e-25, dtype=DTYPE) for shape in SHAPES] for _ in range(6)]
+    hparams = dict(lr=0.1, betas=(0.9, 0.999), weight_decay=0.0)
+    ours, in_float64 = float32_and_reference(theta0, grads, hparams)
+    in_float32 = msvag_reference([p.float() for p in theta0], [[g.float() for g in step] for step in grads], **hparams)
+    for t, params in enumerate(ours, start=1):
+        for i, p in enumerate(params):
+            assert torch.equal(p, theta0[i].float()), f"step {t}, tensor {i}: {p}"
+            assert torch.equal(p, in_float32[t - 1][i])
+            if i % 2 == 0:
+                assert torch.equal(p, in_float64[t - 1][i].float())
+
+
+def test_msvag_in_float32_over_gradients_from_1_to_1e_30_follows_the_reference():
+    """Per element, gradients of every size down to where m² is subnormal or 0 in float32: no inf or NaN, and each
+    coordinate within float32 rounding of the float64 reference (θ ~ 1, so the tiny steps round away alike)."""
+    generator = torch.Generator().manual_seed(3)
+    scales = 10.0 ** -torch.arange(0, 31, dtype=DTYPE)  # 31 coordinates, 1 down to 1e-30
+    theta0 = [1.0 + 0.1 * torch.randn(31, generator=generator, dtype=DTYPE)]
+    grads = [[scales * torch.randn(31, generator=generator, dtype=DTYPE)] for _ in range(12)]
+    ours, expected = float32_and_reference(theta0, grads, dict(lr=0.1, betas=(0.9, 0.999), weight_decay=0.0))
+    assert all(torch.isfinite(p).all() for params in ours for p in params)
+    assert_trajectories_close([[p.double() for p in params] for params in ours], expected, rtol=1e-6, atol=1e-7)
+    assert not torch.equal(ours[-1][0][0], theta0[0][0].float())  # the large gradients did move θ
+
+
 def test_adala_defaults_are_adabelief_0_0_5s():
     """AdaLA(params) without arguments: AdaBelief 0.0.5's defaults (lr 1e-3, betas (0.9, 0.999), eps 1e-8, no weight
     decay, coupled), the look-ahead residual, and foreach left to torch."""
@@ -275,13 +335,16 @@ def test_msvag_defaults_match_the_reference():
         lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0)
 
 
-def test_msvag_overflowing_gradient_square_leaves_the_coordinate_in_place():
-    """g² = inf makes v = inf and m̂² = inf: the reference's s is NaN and γ = 0, so that coordinate stays exactly
-    where it is (here 0, where any nonzero step, however small, would show), in the reference as here."""
+@pytest.mark.parametrize("gradient", [1e200, 8e154])
+def test_msvag_overflowing_gradient_square_leaves_the_coordinate_in_place(gradient):
+    """g² = inf makes v = inf and m̂² = inf or huge: the reference's s is NaN or inf and γ = 0, so that coordinate
+    stays exactly where it is (here 0, where any nonzero step, however small, would show), in the reference as here.
+    1e200: m² = v = inf, so the work buffer v/m² is inf/inf = NaN; 8e154: v = 0.1 g² = inf but m² = (0.1 g)² is
+    finite, so v/m² = inf, which must stay inf (the largest finite number in its place would move θ by ~1e-155)."""
     theta0, grads = msvag_problem(5)
     theta0[0][0, 0] = 0.0
     grads[0][0][0, 0] = grads[1][0][0, 0] = 0.0  # t = 1, 2: m = v = 0 there, no move
-    grads[2][0][0, 0] = 1e200  # t = 3 (ρ < 1/2, so the work buffer is inf + inf, not inf − inf)
+    grads[2][0][0, 0] = gradient  # t = 3
     hparams = dict(lr=0.1, betas=(0.9, 0.999), weight_decay=0.0)
     ours, optimizer = run_plain(lambda params: MSVAG(params, **hparams), theta0, grads)
     expected = msvag_reference(theta0, grads, **hparams)

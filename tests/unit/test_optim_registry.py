@@ -13,7 +13,7 @@ from adabelief_pytorch import AdaBelief
 from torch import nn
 
 from adala_bench.catalog import OPTIMIZER_ORDER as OPTIMIZER_NAMES
-from adala_bench.optim import MSVAG, AdaLA, Fromage, build, needs_closure
+from adala_bench.optim import MSVAG, AdaLA, Fromage, build, needs_closure, on_plateau
 
 # As run in each task family (PROTOCOL.md §4a CIFAR-10, §4b PTB 2/3-layer, §4c WGAN).
 FAMILY_HPARAMS = {
@@ -93,6 +93,26 @@ def test_unknown_names_and_hyperparameters_are_refused():
         build("fromage", params, lr=0.01, weight_decay=5e-4)
     with pytest.raises(ValueError, match="'fromage' needs lr"):
         build("fromage", params)
+
+
+
+def test_on_a_plateau_sgd_becomes_the_references_asgd_and_nothing_else_changes():
+    """The AWD-LSTM reference's switch: ASGD(lr = SGD's configured lr, t0 = 0, lambd = 0, the same weight decay), whose
+    step is then plain SGD's at that lr (checked against θ − lr (g + λθ)); every other optimizer stays."""
+    sgd = dict(lr=30.0, momentum=0.0, weight_decay=1.2e-6)  # PTB's as-run SGD
+    name, hparams = on_plateau("sgd", sgd)
+    assert (name, hparams) == ("asgd", {"lr": 30.0, "t0": 0, "lambd": 0.0, "weight_decay": 1.2e-6})
+    assert on_plateau("sgd", {"lr": 0.1}) == ("asgd", {"lr": 0.1, "t0": 0, "lambd": 0.0, "weight_decay": 0.0})
+    assert [n for n in OPTIMIZER_NAMES if on_plateau(n, {"lr": 1e-3}) is not None] == ["sgd"]
+    assert on_plateau("asgd", hparams) is None  # once switched, it stays
+    theta = nn.Parameter(torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64))
+    asgd = build(name, [theta], **hparams)
+    expected = theta.detach().clone()
+    for g in ([0.1, 0.2, -0.3], [-0.05, 0.4, 0.0]):
+        theta.grad = torch.tensor(g, dtype=torch.float64)
+        expected = expected - 30.0 * (theta.grad + 1.2e-6 * expected)
+        asgd.step()
+        torch.testing.assert_close(theta.detach(), expected, rtol=1e-14, atol=1e-14)
 
 
 BAD_VALUES = [("lr", -0.1, "-0.1"), ("betas", (1.0, 0.999), "1.0"), ("betas", [0.9, 1.5], "1.5"),

@@ -17,7 +17,7 @@ from adala_bench.runner import train_one
 from helpers import run_path
 from adala_bench.tasks import build_task
 from adala_bench.tasks.language import BPTT, PennTreebankLM
-from adala_bench.settings import OptimizerSpec, Schedule, TrainerSettings
+from adala_bench.settings import Schedule, TrainerSettings
 from adala_bench.trainer import Progress, Trainer, detach
 
 from helpers import compose
@@ -123,15 +123,17 @@ def test_an_adala_epoch_equals_a_hand_written_loop(ptb_root, tmp_path, lookahead
         assert torch.equal(mine, theirs), name
 
 
-def test_the_asgd_rule_is_the_references():
-    switch = PennTreebankLM.switch_optimizer
-    sgd = {"model": OptimizerSpec("sgd", {"lr": 30.0, "momentum": 0.0, "weight_decay": WD})}
+def test_the_plateau_rule_is_the_references_nonmono():
+    """The reference's --nonmono 5: the last test loss worse than the best of all epochs before the last 5, with more
+    than 5 epochs before it (what the optimizer then becomes is optim.on_plateau's, tests/unit/test_optim_registry.py)."""
+    plateau = PennTreebankLM.plateau
     rows = lambda *losses: [{"test_loss": loss} for loss in losses]  # noqa: E731
-    assert switch(None, 6, rows(3, 4, 4, 4, 4, 4, 4), sgd) == {
-        "model": OptimizerSpec("asgd", {"lr": 30.0, "t0": 0, "lambd": 0.0, "weight_decay": WD})}
-    assert switch(None, 5, rows(3, 4, 4, 4, 4, 4), sgd) == {}  # only 5 epochs before this one
-    assert switch(None, 6, rows(3, 4, 4, 4, 4, 4, 3), sgd) == {}  # not worse than the best before the last 5
-    assert switch(None, 6, rows(3, 4, 4, 4, 4, 4, 4), {"model": OptimizerSpec("adam", {"lr": 1e-3})}) == {}
+    assert plateau(rows(3, 4, 4, 4, 4, 4, 4))
+    assert plateau(rows(5, 3, 4, 4, 4, 4, 4, 3.5))  # the best before the last 5 is 3
+    assert not plateau(rows(3, 4, 4, 4, 4, 4))  # only 5 epochs before this one
+    assert not plateau(rows(3, 4, 4, 4, 4, 4, 3))  # not worse than the best before the last 5
+    assert not plateau(rows(4, 4, 4, 4, 4, 4, 4))  # equal is not worse
+    assert not plateau(rows(4, 3, 3, 3, 3, 3, 3.5))  # worse than the last 5, but not than the best before them
 
 
 def test_the_recurrent_switch_and_the_depths_get_their_own_run_directories(ptb_root, tmp_path):

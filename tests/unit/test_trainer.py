@@ -21,6 +21,7 @@ from helpers import Relay, assert_same, final_state
 
 CPU = torch.device("cpu")
 ADALA = OptimizerSpec("adala", {"lr": 1e-2, "betas": (0.9, 0.999), "eps": 1e-8})
+SGD = OptimizerSpec("sgd", {"lr": 0.05, "weight_decay": 1e-3})
 
 
 def make(smoke, *overrides):
@@ -107,40 +108,45 @@ def test_a_bad_lookahead_batch_is_refused():
         TrainerSettings(lookahead_batch="previous")
 
 
-def relay_trainer(epochs=3, *, switch=False, lookahead_batch="next", clip=None, spec=ADALA):
+def relay_trainer(epochs=3, *, switch=False, lookahead_batch="next", clip=None, spec=ADALA, b_spec=None):
     task = Relay(seed=7, switch=switch)
-    trainer = Trainer(task, {"a": spec, "b": spec}, epochs=epochs, schedule=Schedule([2], 0.5), device=CPU,
+    trainer = Trainer(task, {"a": spec, "b": b_spec or spec}, epochs=epochs, schedule=Schedule([2], 0.5), device=CPU,
                       settings=TrainerSettings(lookahead_batch=lookahead_batch, clip_grad_norm=clip))
     return task, trainer
 
 
 @pytest.mark.parametrize("lookahead_batch", ["next", "same"])
 def test_two_players_with_adala_and_a_stateful_stream_resume_bit_for_bit(lookahead_batch):
-    task, trainer = relay_trainer(switch=True, lookahead_batch=lookahead_batch, clip=0.5)
+    """a (AdaLA) and b (SGD) over a carried state; the plateau after epoch 0 makes b ASGD (optim.on_plateau) and
+    leaves a alone; the run resumes bit for bit from a checkpoint after the switch."""
+    task, trainer = relay_trainer(switch=True, lookahead_batch=lookahead_batch, clip=0.5, b_spec=SGD)
     for progress, _, _ in trainer.fit(Progress()):
         pass
     straight = final_state(trainer, progress)
     rows = progress.metrics
     assert [row["step"] for row in rows] == [5, 10, 15]
-    # epoch 0: a (5 steps) and b (3 steps) both AdaLA; then b is SGD: 5·2 + 3·1 per epoch
-    assert [row["grad_evals"] for row in rows] == [16, 16 + 13, 16 + 26]
-    assert [(row["grad_evals_a"], row["grad_evals_b"]) for row in rows] == [(10, 6), (20, 9), (30, 12)]
-    assert rows[0]["optimizer_switch"] == "b=sgd" and "optimizer_switch" not in rows[1]
-    assert isinstance(trainer.optimizers["b"], torch.optim.SGD) and isinstance(trainer.optimizers["a"], optim.AdaLA)
+    # a: 5 steps of AdaLA (2 gradients each), b: 3 steps of SGD, then of ASGD (1 each): 13 per epoch
+    assert [row["grad_evals"] for row in rows] == [13, 26, 39]
+    assert [(row["grad_evals_a"], row["grad_evals_b"]) for row in rows] == [(10, 3), (20, 6), (30, 9)]
+    assert rows[0]["optimizer_switch"] == "b=asgd" and "optimizer_switch" not in rows[1]
+    assert isinstance(trainer.optimizers["b"], torch.optim.ASGD) and isinstance(trainer.optimizers["a"], optim.AdaLA)
+    group = trainer.optimizers["b"].param_groups[0]
+    assert (group["lambd"], group["t0"], group["weight_decay"]) == (0.0, 0, 1e-3)
+    assert group["lr"] == pytest.approx(0.025)  # SGD's lr 0.05, halved at epoch 2 (the milestone after the switch)
     assert rows[2]["lr"] == pytest.approx(5e-3)  # a's lr, halved at epoch 2
 
     # interrupted after epoch 1: the saved state goes through bytes, into fresh objects, as a checkpoint would
-    first_task, first = relay_trainer(switch=True, lookahead_batch=lookahead_batch, clip=0.5)
+    first_task, first = relay_trainer(switch=True, lookahead_batch=lookahead_batch, clip=0.5, b_spec=SGD)
     for progress, state, _ in first.fit(Progress()):
         if progress.epoch == 2:
             break
     buffer = io.BytesIO()
     torch.save(state, buffer)
     torch.manual_seed(12345)  # whatever the RNG did since, the checkpoint's RNG state wins
-    second_task, second = relay_trainer(switch=True, lookahead_batch=lookahead_batch, clip=0.5)
-    assert isinstance(second.optimizers["b"], optim.AdaLA)
+    second_task, second = relay_trainer(switch=True, lookahead_batch=lookahead_batch, clip=0.5, b_spec=SGD)
+    assert isinstance(second.optimizers["b"], torch.optim.SGD)
     progress = second.load_state_dict(torch.load(io.BytesIO(buffer.getvalue()), weights_only=False))
-    assert isinstance(second.optimizers["b"], torch.optim.SGD)  # the switch is carried by the checkpoint
+    assert isinstance(second.optimizers["b"], torch.optim.ASGD)  # the switch is carried by the checkpoint
     for progress, _, _ in second.fit(progress):
         pass
     assert_same(final_state(second, progress), straight)
