@@ -20,6 +20,7 @@ import os
 import platform
 import shutil
 import subprocess
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -28,6 +29,7 @@ import torch
 
 class DeviceError(ValueError):
     """A device that cannot be had, said in one line (the runner reports it as a config error)."""
+
 
 # What cuBLAS reads when it creates a handle, so that its kernels are deterministic (torch refuses deterministic mode
 # on CUDA without it); adala-train sets it before anything touches CUDA.
@@ -43,7 +45,10 @@ def resolve_device(name: str) -> torch.device:
     GPU that this torch build cannot use (it would train on the CPU, silently, for days)."""
     if name == "cpu":
         return torch.device("cpu")
-    if not torch.cuda.is_available():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch's "NVIDIA driver too old" warning: hidden_gpu says it in one line
+        available = torch.cuda.is_available()
+    if not available:
         if (hidden := hidden_gpu()) is not None:
             raise DeviceError(hidden)
         if name == "auto":
@@ -150,10 +155,10 @@ def missing_c_compiler() -> str | None:
     """None when Triton will find a C compiler (CC, else gcc or clang on PATH, as triton.runtime.build looks), else
     one line saying what to do. Triton compiles its kernel launcher with it the first time `compile` runs on CUDA."""
     named = os.environ.get("CC")
-    if named is not None:
-        return None if shutil.which(named) else (f"CC={named!r} is not an executable C compiler; Triton (torch.compile "
-                                                 f"on CUDA) needs one: fix CC, or run with trainer.compile=false")
-    if shutil.which("gcc") or shutil.which("clang"):
+    if named is not None and not shutil.which(named):
+        return (f"CC={named!r} is not an executable C compiler, which Triton (trainer.compile=true on CUDA) needs: "
+                "fix CC, or run with trainer.compile=false")
+    if named is not None or shutil.which("gcc") or shutil.which("clang"):
         return None
     return ("trainer.compile=true on CUDA needs a C compiler for Triton, and neither gcc nor clang is on PATH: install "
             "one (e.g. apt-get install gcc), set CC, or run with trainer.compile=false")

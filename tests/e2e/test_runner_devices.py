@@ -53,10 +53,10 @@ def test_a_run_starts_with_its_device_line_and_records_the_precision_that_ran(da
     cfg = fast_vgg(data_root, tmp_path)
     assert train_one(cfg) == "completed"
     first = capsys.readouterr().out.splitlines()[0]
-    assert first == (f"adala-train: device cpu ({torch.cpu.get_capabilities()['cpu_name']}), torch {torch.__version__}, "
-                     f"{torch.get_num_threads()} thread(s)")
+    cpu = torch.cpu.get_capabilities()["cpu_name"]
+    assert first == f"adala-train: device cpu ({cpu}), torch {torch.__version__}, {torch.get_num_threads()} thread(s)"
     status = RunDir(run_path(cfg)).read_status()
-    assert (status["precision"], status["device"]) == ("bf16", f"cpu ({torch.cpu.get_capabilities()['cpu_name']})")
+    assert (status["precision"], status["device"]) == ("bf16", f"cpu ({cpu})")
 
 
 def test_fast_on_a_cpu_without_bf16_units_trains_in_fp32_and_says_so(data_root, tmp_path, monkeypatch, capsys):

@@ -30,7 +30,8 @@ def nvidia_smi(tmp_path, monkeypatch):
         folder.mkdir(exist_ok=True)
         script = folder / "nvidia-smi"
         body = "".join(f"echo '{line}'\n" for line in lines)
-        script.write_text(f"#!/bin/sh\ncase \"$*\" in *--query-gpu=name,driver_version*) {body};; esac\nexit {status}\n")
+        query = "*--query-gpu=name,driver_version*"
+        script.write_text(f"#!/bin/sh\ncase \"$*\" in {query}) {body};; esac\nexit {status}\n")
         script.chmod(script.stat().st_mode | stat.S_IEXEC)
         monkeypatch.setenv("PATH", f"{folder}{os.pathsep}{os.environ['PATH']}")
 
@@ -94,8 +95,8 @@ def test_the_device_line_names_device_torch_cuda_and_cudnn(monkeypatch):
     # stubbed: the GPU's name and cuDNN's version number (9.10.2 as torch reports it)
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda device: "NVIDIA H100 80GB HBM3")
     monkeypatch.setattr(torch.backends.cudnn, "version", lambda: 91002)
-    assert device_line(torch.device("cuda", 0)) == (f"device cuda:0 (NVIDIA H100 80GB HBM3), torch {torch.__version__}, "
-                                                    f"CUDA {torch.version.cuda}, cuDNN 9.10.2")
+    assert device_line(torch.device("cuda", 0)) == (f"device cuda:0 (NVIDIA H100 80GB HBM3), torch "
+                                                    f"{torch.__version__}, CUDA {torch.version.cuda}, cuDNN 9.10.2")
     monkeypatch.setattr(torch.backends.cudnn, "version", lambda: 8902)
     assert device_line(torch.device("cuda", 0)).endswith(", cuDNN 8.9.2")
 
@@ -145,7 +146,7 @@ def test_compile_on_cuda_needs_a_c_compiler_as_triton_looks_for_one(tmp_path, mo
                                     "clang is on PATH: install one (e.g. apt-get install gcc), set CC, or run with "
                                     "trainer.compile=false")
     monkeypatch.setenv("CC", "/nowhere/cc")
-    assert missing_c_compiler().startswith("CC='/nowhere/cc' is not an executable C compiler")
+    assert missing_c_compiler().startswith("CC='/nowhere/cc' is not an executable C compiler, which Triton")
     monkeypatch.delenv("CC")
     clang = folder / "clang"
     clang.write_text("#!/bin/sh\n")
