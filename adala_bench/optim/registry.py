@@ -75,7 +75,7 @@ class DeviceASGD(torch.optim.ASGD):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         capturable = self.defaults["capturable"]
-        super().load_state_dict(state_dict)  # it moves `step` to the parameter's device only if the saver was capturable
+        super().load_state_dict(state_dict)  # moves `step` to the parameter's device only if the saver was capturable
         for group in self.param_groups:
             group["capturable"] = capturable
             for p in group["params"]:

@@ -118,18 +118,22 @@ def test_compile_on_cuda_without_a_c_compiler_stops_before_the_task_is_built(smo
     assert capsys.readouterr().out.startswith("adala-train: device cuda:0 (a stubbed GPU)")
 
 
+SMALL = {"cifar10_vgg11": (), "ptb_lstm1": (),
+         "gan_wgan_gp": ("batch_size=64", "task.fid.real_images=8", "task.fid.final_samples=8")}
+
+
 @pytest.mark.usefixtures("deterministic_algorithms")
-@pytest.mark.parametrize("task", ["cifar10_vgg11", "ptb_lstm1", "gan_wgan_gp"])
+@pytest.mark.parametrize("task", SMALL)
 def test_deterministic_runs_of_every_family_train_on_cpu_in_their_own_directory(smoke, random_home, monkeypatch, task):
     """Strict deterministic mode (an op without a deterministic kernel would stop the run) on each family's
     operations; the run is named `det`, and false names the run as before the switch existed."""
     monkeypatch.setenv("TORCH_HOME", str(random_home))
-    cfg = smoke(f"task={task}", "optimizer=adala", "epochs=1", "trainer.deterministic=true")
+    overrides = (f"task={task}", "optimizer=adala", "epochs=1", *SMALL[task])
+    cfg = smoke(*overrides, "trainer.deterministic=true")
     assert train_one(cfg) == "completed"
-    tag, plain = run_path(cfg).parent.name, run_path(smoke(f"task={task}", "optimizer=adala", "epochs=1")).parent.name
+    tag, plain = run_path(cfg).parent.name, run_path(smoke(*overrides)).parent.name
     assert tag.split("-")[-2] == "det" and "det" not in plain.split("-")
-    assert run_path(smoke(f"task={task}", "optimizer=adala", "epochs=1", "trainer.deterministic=false")).parent.name \
-        == plain
+    assert run_path(smoke(*overrides, "trainer.deterministic=false")).parent.name == plain
     assert RunDir(run_path(cfg)).read_metrics()[0]["epoch"] == 0
 
 

@@ -98,7 +98,8 @@ FLAGS = ("cudnn.benchmark", "cudnn.deterministic", "deterministic_algorithms", *
 
 
 def read_flags() -> dict[str, bool | str]:
-    return {"cudnn.benchmark": torch.backends.cudnn.benchmark, "cudnn.deterministic": torch.backends.cudnn.deterministic,
+    return {"cudnn.benchmark": torch.backends.cudnn.benchmark,
+            "cudnn.deterministic": torch.backends.cudnn.deterministic,
             "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
             **{name: switch.fp32_precision for name, switch in SWITCHES.items()}}
 
