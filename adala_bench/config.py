@@ -11,7 +11,8 @@ The run directory is named from the resolved config, never from a timestamp:
 in a digest of everything else that changes what the run computes; seed, device, data root, results root and logger
 are left out. `trainer.lookahead_batch` counts only for an optimizer that takes the look-ahead closure and is spelled
 among its hyperparameters (as `optimizer.lookahead_batch`, where it stood when the names were first given); the
-speed switches count only where they differ from the paper's protocol, and then the tag says `fast`.
+speed switches count only where they differ from the paper's protocol, and then the tag says `fast`;
+`trainer.deterministic` counts only when true, and then the tag says `det`.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ NOT_HPARAMS = ("name",)
 # Keys that decide where files go or what hardware runs, not what is computed: left out of the run's identity.
 NON_IDENTITY_KEYS = ("seed", "device", "data.root", "results", "logger")
 FAST_MARK = "fast"
+DETERMINISTIC_MARK = "det"  # trainer.deterministic=true
 
 
 class ConfigError(ValueError):
@@ -215,8 +217,8 @@ def run_identity(cfg: DictConfig, takes_lookahead: bool) -> dict[str, Any]:
     lookahead_batch = trainer.pop("lookahead_batch", "next")
     if takes_lookahead:
         identity["optimizer"]["lookahead_batch"] = lookahead_batch
-    paper = TrainerSettings.paper_switches()
-    trainer = {key: value for key, value in trainer.items() if paper.get(key, object()) != value}
+    defaults = TrainerSettings.defaults()  # the paper's protocol: a run that keeps them is named as before they existed
+    trainer = {key: value for key, value in trainer.items() if defaults.get(key, object()) != value}
     if trainer:
         identity["trainer"] = trainer
     for dotted in NON_IDENTITY_KEYS:
@@ -229,8 +231,13 @@ def hparam_tag(identity: dict[str, Any]) -> str:
     spelled out, then an 8-hex digest of the whole identity, so two runs share a directory only if they would compute
     the same thing."""
     readable = "-".join(f"{key}{_short(value)}" for key, value in identity["optimizer"].items() if key != "name")
-    if any(key in TrainerSettings.SPEED_SWITCHES for key in identity.get("trainer", {})):
-        readable = f"{readable}-{FAST_MARK}" if readable else FAST_MARK
+    trainer = identity.get("trainer", {})
+    marks = []
+    if any(key in TrainerSettings.SPEED_SWITCHES for key in trainer):
+        marks.append(FAST_MARK)
+    if trainer.get("deterministic"):
+        marks.append(DETERMINISTIC_MARK)
+    readable = "-".join(filter(None, [readable, *marks]))
     digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:8]
     return f"{readable}-{digest}" if readable else digest
 

@@ -134,6 +134,18 @@ def device_count() -> int:
     return torch.cuda.device_count()
 
 
+def check_no_hidden_gpu() -> None:
+    """No GPU for torch: stop in one line if nvidia-smi lists one (the workers would train on the CPU, silently)."""
+    from adala_bench.devices import hidden_gpu
+
+    if (hidden := hidden_gpu()) is not None:
+        raise SweepError(hidden)
+
+
+def trains_on_cpu(parsed) -> bool:
+    return any(override.key_or_group == "device" and values(override) == ["cpu"] for override in parsed)
+
+
 def make_plan(argv: list[str]) -> Plan:
     own, train_args = split_argv(argv)
     args = build_parser().parse_args(own)  # first, so that --help works alone
@@ -171,6 +183,8 @@ def make_plan(argv: list[str]) -> Plan:
         runs = sweep_paths(overrides)
     except ConfigError as error:
         raise SweepError(str(error)) from None
+    if args.gpus == "all" and not gpus and simulate is None and not trains_on_cpu(parsed):
+        check_no_hidden_gpu()  # before a CPU worker starts on a GPU box
     if simulate is not None:
         train_args.append("device=cpu")  # the last override wins: simulated GPUs train on CPU
     logs = args.logs if args.logs is not None else new_logs_dir()

@@ -14,6 +14,7 @@ lines it prints are for people; tools read the run store (records.py).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import platform
@@ -32,6 +33,8 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from adala_bench.config import CONF_DIR, ConfigError, RunConfig
+from adala_bench.devices import (CUBLAS_WORKSPACE_CONFIG, DeviceError, device_line, device_name, missing_c_compiler,
+                                 precision_that_runs, resolve_device, set_backend_flags)
 from adala_bench.overrides import check_groups, override_args
 from adala_bench.progress import EpochLog
 from adala_bench.seeding import seed_everything
@@ -59,7 +62,10 @@ def train_one(cfg: DictConfig) -> str:
     run = RunConfig.of(cfg)
     check_installed(run.run.logger)
     check_writable(run.results_root)
-    device = resolve_device(run.run.device)
+    try:
+        device = resolve_device(run.run.device)
+    except DeviceError as error:
+        raise ConfigError(str(error)) from None
     run_dir = RunDir(run.path)
     if state := final_state(run_dir):
         return state
@@ -68,11 +74,17 @@ def train_one(cfg: DictConfig) -> str:
     except RunStoreError as error:
         raise RunBusy(str(error)) from None
 
+    print(f"adala-train: {device_line(device)}")
+    precision = precision_that_runs(run.trainer.precision, device)
+    if precision != run.trainer.precision:
+        print(f"adala-train: this CPU ({device_name(device)}) has no bf16 units (AVX-512 BF16, AMX or ARM BF16), "
+              f"where bf16 is emulated and several times slower: trainer.precision={run.trainer.precision} trains "
+              f"in {precision} here")
+    if device.type == "cuda" and run.trainer.compile and (missing := missing_c_compiler()):
+        raise ConfigError(missing)
     seed_everything(run.run.seed)
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True  # as the reference
-        # TF32 did not exist when the reference ran (torch 1.1): the paper's protocol is plain fp32; `fast` allows it.
-        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = run.trainer.fast
+    # TF32 did not exist when the reference ran (torch 1.1): the paper's protocol is plain fp32; `fast` allows it.
+    set_backend_flags(device, deterministic=run.trainer.deterministic, tf32=run.trainer.fast)
     try:
         trainer = build_trainer(run, device)
     except ValueError as error:  # DataError, FIDError, bad widths: the user's to fix, said in one line
@@ -89,13 +101,15 @@ def train_one(cfg: DictConfig) -> str:
 
 
 def build_trainer(run: RunConfig, device: torch.device) -> Trainer:
-    """The run's task (data loaded and checked, models built: seed the RNGs first) in its trainer."""
+    """The run's task (data loaded and checked, models built: seed the RNGs first) in its trainer, computing in the
+    precision the device runs (precision_that_runs)."""
     from adala_bench.tasks import build_task
 
     task = build_task(run, device)
+    settings = dataclasses.replace(run.trainer, precision=precision_that_runs(run.trainer.precision, device))
     # A GAN's two networks use the same optimizer, as the reference.
     return Trainer(task, {player: run.optimizer for player in task.players}, epochs=run.run.epochs,
-                   schedule=run.schedule, device=device, settings=run.trainer)
+                   schedule=run.schedule, device=device, settings=settings)
 
 
 def final_state(run_dir: RunDir) -> str | None:
@@ -120,7 +134,7 @@ def _train_locked(run: RunConfig, run_dir: RunDir, trainer: Trainer, device: tor
     progress = trainer.load_state_dict(checkpoint) if checkpoint else Progress()
     print(f"adala-train: {'resuming' if checkpoint else 'starting'} {run_dir.path}"
           + (f" at epoch {progress.epoch}" if checkpoint else ""))
-    run_dir.start(run.recorded(), progress.metrics, **provenance(device))
+    run_dir.start(run.recorded(), progress.metrics, **provenance(device), precision=trainer.settings.precision)
     trackers = Trackers.start(run, run_dir, progress.metrics)  # logger=: each tracker's copy of the run (trackers.py)
     epoch_log = EpochLog(f"{run.task} {run.optimizer.name} seed={run.run.seed}", run.family, run.run.epochs,
                          progress.epoch)
@@ -172,14 +186,6 @@ def sigterm_as_interrupt():
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
-def resolve_device(name: str) -> torch.device:
-    """`auto` is CUDA when there is one; a CUDA device asked for where there is none is refused in one line."""
-    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if name == "auto" else name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device {name!r} asked for, but no CUDA device is available; use device=cpu or device=auto")
-    return device
-
-
 def check_writable(root: Path) -> None:
     try:
         root.mkdir(parents=True, exist_ok=True)
@@ -206,8 +212,8 @@ def provenance(device: torch.device) -> dict:
         ).stdout.strip() or None
     except OSError:
         commit = None
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine()
-    return {"git_commit": commit, "versions": versions, "device": f"{device} ({name})", "python": platform.python_version()}
+    return {"git_commit": commit, "versions": versions, "device": f"{device} ({device_name(device)})",
+            "python": platform.python_version()}
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
@@ -242,6 +248,8 @@ def fail(error: Exception) -> NoReturn:
 
 
 def main() -> None:
+    # cuBLAS reads this when it creates its handle, i.e. before the first CUDA matmul: trainer.deterministic needs it
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE_CONFIG)
     try:  # unknown tasks, optimizers, profiles and experiments, and unreadable overrides: one line, before Hydra
         check_groups(override_args(sys.argv[1:]))
     except ConfigError as error:

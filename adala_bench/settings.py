@@ -185,7 +185,8 @@ class TrainerSettings(Settings):
     """How the trainer feeds the optimizers (config group `trainer`, plus the task's clipping).
 
     The defaults are the paper's protocol in fp32. precision="bf16" (autocast on the training device),
-    channels_last and compile (nn.Module.compile, in place) are `profile=fast`'s speed switches.
+    channels_last and compile (nn.Module.compile, in place) are `profile=fast`'s speed switches. deterministic=True
+    asks torch for deterministic algorithms only (on CUDA: a resumed run equals a straight one bit for bit).
     """
 
     lookahead_batch: str = "next"
@@ -193,6 +194,7 @@ class TrainerSettings(Settings):
     precision: str = "fp32"
     channels_last: bool = False
     compile: bool = False
+    deterministic: bool = False
 
     PREFIX = "trainer"
     KEYS = {"clip_grad_norm": "task.clip_grad_norm"}
@@ -205,10 +207,13 @@ class TrainerSettings(Settings):
                      "it must be > 0 or null")
 
     @classmethod
+    def defaults(cls) -> dict[str, Any]:
+        return {item.name: item.default for item in dataclasses.fields(cls)}
+
+    @classmethod
     def paper_switches(cls) -> dict[str, Any]:
         """The speed switches as the paper's protocol has them (the defaults)."""
-        defaults = {item.name: item.default for item in dataclasses.fields(cls)}
-        return {name: defaults[name] for name in cls.SPEED_SWITCHES}
+        return {name: cls.defaults()[name] for name in cls.SPEED_SWITCHES}
 
     @property
     def fast(self) -> bool:

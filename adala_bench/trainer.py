@@ -16,9 +16,10 @@ A task (the workload: models, data, loss, evaluation) gives the trainer this sur
 - `initial_carry()` and the `carry` argument of `loss`: the state a stateful task carries from batch to batch
   (PTB's hidden state), reset at the start of every epoch; None for stateless tasks. The trainer detaches it.
 - `loss(player, batch, carry) -> Loss`: a training-mode forward at the current parameters: the value to
-  back-propagate, per-batch sums for the epoch's metrics (tensors, or Python numbers for what the host counts),
-  the outgoing carry. A forward that must leave a module's buffers as they are (a GAN generator step remaking the
-  batch's G(z)) runs inside `buffers_kept`.
+  back-propagate, per-batch sums for the epoch's metrics (tensors on the device, or Python numbers for what the
+  host knows, like counts: a tensor made from a host number would be a blocking copy per step), the outgoing carry.
+  A forward that must leave a module's buffers as they are (a GAN generator step remaking the batch's G(z)) runs
+  inside `buffers_kept`.
 - `summarize_train(sums)` and `evaluate(epoch)`: the epoch's metrics.
 - optionally `artifacts(epoch)`: files for the run directory after this epoch, {relative path: bytes} (a GAN's
   sample grids), written by the run store.
@@ -79,7 +80,8 @@ class Move:
 @dataclass
 class Loss:
     value: Tensor  # what is back-propagated
-    sums: dict[str, Tensor | float] = field(default_factory=dict)  # per-batch sums, accumulated over the epoch
+    # per-batch sums, accumulated over the epoch (in fp32: see epoch_sum); counts the host knows as Python numbers
+    sums: dict[str, Tensor | float] = field(default_factory=dict)
     carry: Any = None  # a stateful task's outgoing state
 
 
@@ -94,7 +96,7 @@ class Task(Protocol):
 
     def loss(self, player: str, batch: Any, carry: Any) -> Loss: ...
 
-    def summarize_train(self, sums: dict[str, Tensor]) -> dict[str, float]: ...
+    def summarize_train(self, sums: dict[str, Tensor | float]) -> dict[str, float]: ...
 
     def evaluate(self, epoch: int) -> dict[str, float]: ...
 
@@ -115,6 +117,15 @@ class Diverged(Exception):
     def __init__(self, epoch: int, step: int):
         super().__init__(f"non-finite training loss at epoch {epoch}, step {step}")
         self.epoch, self.step = epoch, step
+
+
+def epoch_sum(value: Tensor | float) -> Tensor | float:
+    """A per-batch sum as the epoch accumulates it: bf16 and fp16 tensors in fp32 (a bf16 sum of 0.3s stops growing
+    at 128), other tensors and host numbers as they are."""
+    if isinstance(value, Tensor):
+        value = value.detach()
+        return value.to(torch.promote_types(value.dtype, torch.float32)) if value.is_floating_point() else value
+    return value
 
 
 def detach(carry: Any) -> Any:
@@ -184,7 +195,7 @@ class Trainer:
                            for name, optimizer in self.optimizers.items()},
             "base_lrs": self.base_lrs,
             "progress": asdict(progress),
-            "rng": rng_state(),
+            "rng": rng_state(self.device),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> Progress:
@@ -196,7 +207,7 @@ class Trainer:
                 self._install(name, spec)
             self.optimizers[name].load_state_dict(saved["state"])
         self.base_lrs = state["base_lrs"]
-        set_rng_state(state["rng"])
+        set_rng_state(state["rng"], self.device)
         return Progress(**state["progress"])
 
     # -- the loop ------------------------------------------------------------------------------------------------
@@ -224,7 +235,7 @@ class Trainer:
         # Losses stay on the device and are checked once per epoch: no host sync per step.
         losses: list[Tensor] = []
         loss_batch: list[int] = []
-        sums: dict[str, Tensor] = {}
+        sums: dict[str, Tensor | float] = {}
         evals = dict.fromkeys(self.optimizers, 0)
         started = time.perf_counter()
         # A bar within the epoch for a person at a terminal; nothing in logs and sweeps. It reads no tensor: no sync.
@@ -239,8 +250,7 @@ class Trainer:
                 loss_batch.append(index)
                 evals[move.player] += 2 if optim.needs_closure(self.optimizers[move.player]) else 1
                 for key, value in loss.sums.items():
-                    value = value.detach() if isinstance(value, Tensor) else value
-                    sums[key] = sums[key] + value if key in sums else value
+                    sums[key] = sums[key] + epoch_sum(value) if key in sums else epoch_sum(value)
         bar.close()
         self._synchronize()
         finite = torch.isfinite(torch.stack(losses)) if losses else torch.ones(0, dtype=torch.bool)

@@ -25,6 +25,7 @@ from pytorch_fid.inception import FID_WEIGHTS_URL, InceptionV3
 from torch import nn
 from torch.nn.functional import adaptive_avg_pool2d
 
+from adala_bench.devices import tf32_off
 from adala_bench.files import atomic_write
 
 WEIGHTS_FILE = os.path.basename(FID_WEIGHTS_URL)  # pt_inception-2015-12-05-6726825d.pth
@@ -146,7 +147,8 @@ def _fid_inception_architecture() -> nn.Module:
 class InceptionFeatures:
     """pytorch-fid's InceptionV3 in eval mode: [0, 1] NCHW images of any size -> float64 features [N, dims].
 
-    Inputs are resized to 299x299 (bilinear) and mapped to [-1, 1] inside the network, as pytorch-fid does.
+    Inputs are resized to 299x299 (bilinear) and mapped to [-1, 1] inside the network, as pytorch-fid does. The
+    network runs in fp32 with TF32 off whatever the run allows, so cached real statistics serve every profile.
     `weights_label` and `weights_sha256` describe the file that was loaded.
     """
 
@@ -179,7 +181,8 @@ class InceptionFeatures:
         out = np.empty((len(images), self.dims))
         for start in range(0, len(images), self.batch_size):
             batch = images[start:start + self.batch_size].to(self.device, torch.float32)
-            pred = self.model(batch)[0]
+            with tf32_off():  # whatever the trainer allows: the cached real statistics must not depend on it
+                pred = self.model(batch)[0]
             if pred.shape[2:] != (1, 1):  # dims < 2048 are feature maps: average them, as pytorch-fid
                 pred = adaptive_avg_pool2d(pred, output_size=(1, 1))
             out[start:start + len(batch)] = pred.flatten(1).cpu().numpy()

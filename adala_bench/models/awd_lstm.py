@@ -8,7 +8,6 @@ default, keeps that, and `train_recurrent=True` gives the DropConnect the paper 
 
 from __future__ import annotations
 
-import functools
 import warnings
 
 import torch
@@ -42,33 +41,20 @@ class WeightDropLSTM(nn.LSTM):
         self.train_recurrent = train_recurrent or wdrop == 0
 
     def forward(self, input: torch.Tensor, hx=None):
+        """The layer in fp32, outside any autocast, whatever the device: on CUDA, autocast would hand nn.LSTM's
+        cuDNN kernel (`_cudnn_rnn`) fp16 inputs whatever dtype it was given, with no loss scaling, and the carried
+        hidden state would become fp16. The output and the new (h, c) are fp32; the caller's autocast resumes after."""
         raw = self.weight_hh_l0_raw if self.train_recurrent else self.weight_hh_l0_raw.detach()
         dropped = F.dropout(raw, self.wdrop, self.training)
         if isinstance(dropped, nn.Parameter):  # eval mode or p=0 hand the input back; nn.Module would register it
             dropped = dropped.view_as(dropped)
         self.weight_hh_l0 = dropped
         try:
-            with warnings.catch_warnings():
+            with warnings.catch_warnings(), torch.autocast(input.device.type, enabled=False):
                 warnings.filterwarnings("ignore", message=_NONCONTIGUOUS_WARNING, category=UserWarning)
-                if input.device.type == "cpu" and torch.is_autocast_enabled("cpu") and not _cpu_lstm_takes_bf16():
-                    # profile=fast on a CPU whose oneDNN has no bf16 LSTM (AVX2 without AVX-512): this layer in fp32
-                    with torch.autocast("cpu", enabled=False):
-                        return super().forward(input.float(), None if hx is None else tuple(h.float() for h in hx))
-                return super().forward(input, hx)
+                return super().forward(input.float(), None if hx is None else tuple(h.float() for h in hx))
         finally:
             self.weight_hh_l0 = None  # hold no graph between calls (deepcopy and pickling need that)
-
-
-@functools.cache
-def _cpu_lstm_takes_bf16() -> bool:
-    """Whether torch's CPU LSTM runs under bf16 autocast here: oneDNN refuses it ("could not create a primitive
-    descriptor") on CPUs without AVX-512 bf16 support. Asked once per process, with the global RNG left as it was."""
-    with torch.random.fork_rng(devices=[]), torch.autocast("cpu", dtype=torch.bfloat16):
-        try:
-            nn.LSTM(1, 1)(torch.zeros(1, 1, 1))
-        except RuntimeError:
-            return False
-    return True
 
 
 class AWDLSTM(nn.Module):

@@ -16,7 +16,8 @@ Which implementation stands for each reference optimizer (PROTOCOL.md §5):
 - yogi: torch_optimizer.Yogi (the reference's source), eps 1e-3 and initial_accumulator 1e-6 unless given.
 - adabound: the `adabound` package's AdaBound (the reference), with its deprecated-overload warnings silenced.
 - msvag, fromage: this package's MSVAG and Fromage.
-- asgd: torch.optim.ASGD, only as what PTB's SGD switches to (never a benchmark row).
+- asgd: torch.optim.ASGD (capturable on CUDA: no host sync per parameter), only as what PTB's SGD switches to
+  (never a benchmark row).
 """
 
 from __future__ import annotations
@@ -61,6 +62,31 @@ def _radam(params, **hparams: Any) -> Optimizer:
     return torch.optim.RAdam(params, decoupled_weight_decay=True, **hparams)
 
 
+class DeviceASGD(torch.optim.ASGD):
+    """torch's ASGD, capturable where its parameters are on CUDA. Otherwise its step reads each parameter's step
+    count back to the host (`mu.item()` and `_get_value(eta)` per tensor, or `_get_value(step)` per tensor in the
+    foreach path): a blocking sync per parameter per step. Capturable keeps eta and mu on the device; the CPU allows
+    no capturable step, so there it is torch's plain one. The choice follows the parameters, not the checkpoint (a
+    run may resume on another device), and is no hyperparameter (no run directory changes name)."""
+
+    def __init__(self, params, **hparams: Any):
+        params = list(params)  # tensors, as the trainer passes them
+        super().__init__(params, capturable=capturable_on(params), **hparams)
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        capturable = self.defaults["capturable"]
+        super().load_state_dict(state_dict)  # moves `step` to the parameter's device only if the saver was capturable
+        for group in self.param_groups:
+            group["capturable"] = capturable
+            for p in group["params"]:
+                if capturable and "step" in self.state.get(p, {}):
+                    self.state[p]["step"] = self.state[p]["step"].to(p.device, torch.float32)
+
+
+def capturable_on(params: list[torch.Tensor]) -> bool:
+    return bool(params) and all(p.is_cuda for p in params)
+
+
 @dataclass(frozen=True)
 class _Spec:
     factory: Callable[..., Optimizer]
@@ -80,7 +106,7 @@ _SPECS: dict[str, _Spec] = {
     "adamw": _Spec(torch.optim.AdamW, ("lr", "betas", "eps", "weight_decay", "amsgrad", "foreach")),
     "fromage": _Spec(Fromage, ("lr",), required=("lr",)),
     # Not one of the ten: PTB's SGD switches to it on a test-loss plateau (tasks/language.py), as the reference.
-    "asgd": _Spec(torch.optim.ASGD, ("lr", "lambd", "alpha", "t0", "weight_decay", "foreach")),
+    "asgd": _Spec(DeviceASGD, ("lr", "lambd", "alpha", "t0", "weight_decay", "foreach")),
 }
 
 

@@ -59,11 +59,11 @@ class Cifar10Classification:
         return Loss(loss, {
             "loss_sum": loss.detach() * len(labels),
             "correct": (logits.argmax(1) == labels).sum(),
-            "count": torch.tensor(len(labels), device=labels.device),
+            "count": len(labels),  # counted on the host: a tensor of it would be a blocking copy per step
         })
 
-    def summarize_train(self, sums: dict[str, torch.Tensor]) -> dict[str, float]:
-        count = sums["count"].item()
+    def summarize_train(self, sums: dict[str, torch.Tensor | int]) -> dict[str, float]:
+        count = sums["count"]
         return {"train_loss": sums["loss_sum"].item() / count, "train_acc": 100.0 * sums["correct"].item() / count}
 
     @torch.no_grad()

@@ -88,12 +88,11 @@ class PennTreebankLM:
         raw_loss = F.cross_entropy(logits.view(-1, logits.size(-1)), batch.targets)
         ar = self.lstm.AR_ALPHA * output.pow(2).mean()
         tar = self.lstm.TAR_BETA * (raw_last[1:] - raw_last[:-1]).pow(2).mean()
-        tokens = batch.targets.numel()
-        return Loss(raw_loss + ar + tar, {"loss_sum": raw_loss.detach() * tokens,
-                                           "tokens": torch.tensor(tokens, device=raw_loss.device)}, carry=hidden)
+        tokens = batch.targets.numel()  # counted on the host: a tensor of it would be a blocking copy per step
+        return Loss(raw_loss + ar + tar, {"loss_sum": raw_loss.detach() * tokens, "tokens": tokens}, carry=hidden)
 
-    def summarize_train(self, sums: dict[str, torch.Tensor]) -> dict[str, float]:
-        loss = sums["loss_sum"].item() / sums["tokens"].item()
+    def summarize_train(self, sums: dict[str, torch.Tensor | int]) -> dict[str, float]:
+        loss = sums["loss_sum"].item() / sums["tokens"]
         return {"train_loss": loss, "train_ppl": math.exp(loss)}
 
     # -- evaluation ----------------------------------------------------------------------------------------------

@@ -255,21 +255,57 @@ def test_a_tiny_model_learns_the_synthetic_corpus(tmp_path):
     assert np.mean(losses[-5:]) < np.mean(losses[:5]) - 0.3
 
 
-def test_a_weight_drop_lstm_runs_under_cpu_bf16_autocast_whatever_the_cpu():
-    """profile=fast on a CPU: torch's oneDNN LSTM has no bf16 kernel without AVX-512 and raises "could not create a
-    primitive descriptor". Where it has none the layer runs in fp32 (the fp32 forward's numbers exactly); where it has
-    one the layer computes in bf16 as autocast asks."""
-    from adala_bench.models.awd_lstm import WeightDropLSTM, _cpu_lstm_takes_bf16
+class RecordingVF:
+    """torch's _VF, whose `lstm` (the call nn.LSTM makes into its fused kernel: cuDNN's `_cudnn_rnn` on a GPU, whose
+    autocast wrapper casts to fp16) records whether autocast is on for it and the dtypes it is handed."""
+
+    def __init__(self, vf):
+        self._vf, self.calls = vf, []
+
+    def __getattr__(self, name):
+        return getattr(self._vf, name)
+
+    def lstm(self, input, hx, weights, *args):
+        self.calls.append((torch.is_autocast_enabled(input.device.type), {t.dtype for t in (input, *hx, *weights)}))
+        return self._vf.lstm(input, hx, weights, *args)
+
+
+@pytest.fixture
+def lstm_kernel(monkeypatch):
+    import torch.nn.modules.rnn as rnn
+
+    recording = RecordingVF(rnn._VF)
+    monkeypatch.setattr(rnn, "_VF", recording)
+    return recording
+
+
+def test_each_lstm_layer_runs_in_fp32_outside_autocast(lstm_kernel):
+    """profile=fast (PROTOCOL §10.2): the kernel gets fp32 with autocast off, under the caller's bf16 autocast, and
+    gives the fp32 forward's numbers exactly; without this, autocast reaches cuDNN's LSTM, which runs in fp16."""
+    from adala_bench.models.awd_lstm import WeightDropLSTM
 
     torch.manual_seed(0)
     layer = WeightDropLSTM(6, 5, wdrop=0.5).eval()
-    inputs = torch.randn(4, 3, 6)
+    inputs, state = torch.randn(4, 3, 6), (torch.randn(1, 3, 5), torch.randn(1, 3, 5))
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        output, (h, c) = layer(inputs)
-    reference, _ = layer(inputs)
-    if _cpu_lstm_takes_bf16():
-        assert output.dtype == torch.bfloat16
-        torch.testing.assert_close(output.float(), reference, atol=3e-2, rtol=3e-2)
-    else:
-        assert output.dtype == h.dtype == c.dtype == torch.float32
-        assert torch.equal(output, reference)
+        output, (h, c) = layer(inputs.bfloat16(), tuple(t.bfloat16() for t in state))
+    assert lstm_kernel.calls == [(False, {torch.float32})]
+    assert output.dtype == h.dtype == c.dtype == torch.float32
+    reference, (h_ref, c_ref) = layer(inputs.bfloat16().float(), tuple(t.bfloat16().float() for t in state))
+    assert torch.equal(output, reference) and torch.equal(h, h_ref) and torch.equal(c, c_ref)
+
+
+def test_under_autocast_the_carried_state_stays_fp32_and_the_decoder_computes_in_bf16(lstm_kernel):
+    """The embedding and the tied decoder stay under the trainer's autocast; the LSTMs and the hidden state they
+    carry from batch to batch do not."""
+    torch.manual_seed(0)
+    model = small(nlayers=3)
+    hidden = model.init_hidden(3)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        for _ in range(2):  # the second forward starts from the first one's carried state
+            output, hidden, raw_last = model(tokens(), hidden)
+            logits = model.decoder(output)
+    assert [call[0] for call in lstm_kernel.calls] == [False] * 6 and {d for _, ds in lstm_kernel.calls for d in ds} \
+        == {torch.float32}
+    assert {t.dtype for state in hidden for t in state} == {output.dtype, raw_last.dtype} == {torch.float32}
+    assert logits.dtype == torch.bfloat16

@@ -1,7 +1,8 @@
 """profile=fast does what it says, observed from outside (issue 17, path 3): inside the trainer's step the network
 computes in bfloat16, its convolution weights are channels_last, and the runner turns on TF32 and cudnn.benchmark
 for a CUDA run; under profile=paper the same observations give float32, the default memory format, TF32 off and
-cudnn.benchmark on (as the reference).
+cudnn.benchmark on (as the reference). trainer.deterministic=true turns benchmark off and deterministic algorithms on,
+in either profile, and each run sets every flag both ways.
 
 Nothing is read from TrainerSettings to decide what to expect: the dtypes are those of the activations a forward
 hook sees while Trainer.train_epoch runs, the memory format is that of the weight tensors, and the flags are torch's
@@ -90,19 +91,30 @@ class Built(Exception):
     """Raised in place of building the trainer, once the runner has set the backend flags."""
 
 
-FLAGS = ("cudnn.benchmark", "cuda.matmul.allow_tf32", "cudnn.allow_tf32")
+# TF32 through torch's fp32_precision switches ("tf32" or "ieee"), the API torch 2.14 asks for.
+SWITCHES = {"cuda.matmul": torch.backends.cuda.matmul, "cudnn.conv": torch.backends.cudnn.conv,
+            "cudnn.rnn": torch.backends.cudnn.rnn}
+FLAGS = ("cudnn.benchmark", "cudnn.deterministic", "deterministic_algorithms", *SWITCHES)
 
 
-def read_flags() -> dict[str, bool]:
+def read_flags() -> dict[str, bool | str]:
     return {"cudnn.benchmark": torch.backends.cudnn.benchmark,
-            "cuda.matmul.allow_tf32": torch.backends.cuda.matmul.allow_tf32,
-            "cudnn.allow_tf32": torch.backends.cudnn.allow_tf32}
+            "cudnn.deterministic": torch.backends.cudnn.deterministic,
+            "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
+            **{name: switch.fp32_precision for name, switch in SWITCHES.items()}}
 
 
-def write_flags(values: dict[str, bool]) -> None:
+def write_flags(values: dict[str, bool | str]) -> None:
     torch.backends.cudnn.benchmark = values["cudnn.benchmark"]
-    torch.backends.cuda.matmul.allow_tf32 = values["cuda.matmul.allow_tf32"]
-    torch.backends.cudnn.allow_tf32 = values["cudnn.allow_tf32"]
+    torch.backends.cudnn.deterministic = values["cudnn.deterministic"]
+    torch.use_deterministic_algorithms(values["deterministic_algorithms"])
+    for name, switch in SWITCHES.items():
+        switch.fp32_precision = values[name]
+
+
+def opposite(values: dict[str, bool | str]) -> dict[str, bool | str]:
+    return {name: ({"tf32": "ieee", "ieee": "tf32"}[value] if isinstance(value, str) else not value)
+            for name, value in values.items()}
 
 
 @pytest.fixture
@@ -113,34 +125,47 @@ def backend_flags():
     write_flags(saved)
 
 
+TF32 = {name: "tf32" for name in SWITCHES}
+IEEE = {name: "ieee" for name in SWITCHES}
+BENCHMARK = {"cudnn.benchmark": True, "cudnn.deterministic": False, "deterministic_algorithms": False}
+DETERMINISTIC = {"cudnn.benchmark": False, "cudnn.deterministic": True, "deterministic_algorithms": True}
+
+
 @pytest.mark.usefixtures("backend_flags")
-@pytest.mark.parametrize("profile, expected", [
-    ("fast", {"cudnn.benchmark": True, "cuda.matmul.allow_tf32": True, "cudnn.allow_tf32": True}),
+@pytest.mark.parametrize("profile, deterministic, expected", [
+    ("fast", "false", {**BENCHMARK, **TF32}),
     # the paper's protocol is plain fp32 (TF32 did not exist in torch 1.1); cudnn.benchmark as the reference
-    ("paper", {"cudnn.benchmark": True, "cuda.matmul.allow_tf32": False, "cudnn.allow_tf32": False}),
+    ("paper", "false", {**BENCHMARK, **IEEE}),
+    ("paper", "true", {**DETERMINISTIC, **IEEE}),
+    ("fast", "true", {**DETERMINISTIC, **TF32}),  # TF32 is deterministic: only reproducibility is asked for
 ])
-def test_the_runner_sets_tf32_and_cudnn_benchmark_for_a_cuda_run(data_root, tmp_path, monkeypatch, profile, expected):
-    """train_one on a CUDA device, on a CPU-only machine: the device is resolved to cuda (the one stub) and the flags
-    are read at the moment the runner builds the trainer, which is where the run starts computing."""
-    write_flags({name: not value for name, value in expected.items()})  # each flag starts at the other value
-    seen = {}
+def test_the_runner_sets_tf32_cudnn_and_determinism_for_a_cuda_run(data_root, tmp_path, monkeypatch, profile,
+                                                                   deterministic, expected):
+    """train_one on cuda:1, on a CPU-only machine: the device is resolved to cuda:1 and torch.cuda.set_device is
+    recorded instead of called (the two stubs); the flags are read at the moment the runner builds the trainer, which
+    is where the run starts computing. Every flag starts at the other value: each run sets them both ways."""
+    write_flags(opposite(expected))
+    seen, current = {}, []
 
     def build(run, device):
         seen.update(read_flags(), device=device)
         raise Built
 
-    monkeypatch.setattr(runner, "resolve_device", lambda name: torch.device("cuda"))
+    monkeypatch.setattr(runner, "resolve_device", lambda name: torch.device("cuda", 1))
+    monkeypatch.setattr(torch.cuda, "set_device", current.append)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device: "a stubbed GPU")
     monkeypatch.setattr(runner, "build_trainer", build)
     with pytest.raises(Built):
-        train_one(config(profile, data_root, tmp_path, "device=cuda"))
-    assert seen.pop("device") == torch.device("cuda")
+        train_one(config(profile, data_root, tmp_path, "device=cuda:1", f"trainer.deterministic={deterministic}"))
+    assert seen.pop("device") == torch.device("cuda", 1) and current == [torch.device("cuda", 1)]
     assert seen == expected
 
 
 @pytest.mark.usefixtures("backend_flags")
 @pytest.mark.parametrize("profile", ["fast", "paper"])
 def test_a_cpu_run_leaves_the_cuda_flags_alone(data_root, tmp_path, monkeypatch, profile):
-    for start in ({name: True for name in FLAGS}, {name: False for name in FLAGS}):
+    """Deterministic algorithms are torch's, not CUDA's: a CPU run sets them too (here: off, the default)."""
+    for start in ({**BENCHMARK, **TF32}, {**opposite(BENCHMARK), **IEEE}):
         write_flags(start)
         seen = {}
 
@@ -152,7 +177,7 @@ def test_a_cpu_run_leaves_the_cuda_flags_alone(data_root, tmp_path, monkeypatch,
         with pytest.raises(Built):
             train_one(config(profile, data_root, tmp_path, "device=cpu"))
         assert seen.pop("device") == CPU
-        assert seen == start
+        assert seen == {**start, "deterministic_algorithms": False}
 
 
 @pytest.mark.parametrize("task, critic_compiled", [("gan_wgan_gp", False), ("gan_wgan", True)])
