@@ -79,7 +79,7 @@ def build_parser() -> OneLineParser:
 
 
 @dataclass
-class Plan:
+class Launch:
     gpus: list[str]  # CUDA_VISIBLE_DEVICES value of each GPU used; empty: CPU only
     per_gpu: int
     simulated: bool
@@ -146,7 +146,7 @@ def trains_on_cpu(parsed) -> bool:
     return any(override.key_or_group == "device" and values(override) == ["cpu"] for override in parsed)
 
 
-def make_plan(argv: list[str]) -> Plan:
+def make_launch(argv: list[str]) -> Launch:
     own, train_args = split_argv(argv)
     args = build_parser().parse_args(own)  # first, so that --help works alone
     if "--" not in argv:
@@ -188,7 +188,7 @@ def make_plan(argv: list[str]) -> Plan:
     if simulate is not None:
         train_args.append("device=cpu")  # the last override wins: simulated GPUs train on CPU
     logs = args.logs if args.logs is not None else new_logs_dir()
-    return Plan(visible_gpus(gpus, simulate is not None), args.per_gpu, simulate is not None, train_args, logs,
+    return Launch(visible_gpus(gpus, simulate is not None), args.per_gpu, simulate is not None, train_args, logs,
                 runs=runs, cpu_asked=args.gpus != "all" and gpus == 0, progress_every=args.progress_every)
 
 
@@ -201,30 +201,30 @@ def new_logs_dir() -> Path:
     return path
 
 
-def worker_args(plan: Plan, worker: int) -> list[str]:
+def worker_args(launch: Launch, worker: int) -> list[str]:
     """The sweep's arguments with this worker's own Hydra sweep folder (workers started in the same second would
     otherwise share outputs/multirun/<time>/ and write into each other's job folders)."""
     args, own = [], None
-    overrides = set(override_args(plan.train_args))
-    for arg in plan.train_args:
+    overrides = set(override_args(launch.train_args))
+    for arg in launch.train_args:
         if arg in overrides:
             (override,) = parse([arg])
             if override.key_or_group == SWEEP_DIR_KEY:
                 own = f"{override.value()}/worker{worker}"
                 continue
         args.append(arg)
-    folder = own if own is not None else str(plan.logs / f"worker{worker}")
+    folder = own if own is not None else str(launch.logs / f"worker{worker}")
     return [*args, f"{SWEEP_DIR_KEY}={hydra_string(folder)}"]
 
 
-def worker_env(plan: Plan, worker: int) -> dict[str, str]:
+def worker_env(launch: Launch, worker: int) -> dict[str, str]:
     env = dict(os.environ, PYTHONUNBUFFERED="1")  # lines reach the log as they are printed, in order
-    gpu = plan.gpu_of(worker)
+    gpu = launch.gpu_of(worker)
     if gpu is not None:
         env["CUDA_VISIBLE_DEVICES"] = gpu
     if "OMP_NUM_THREADS" not in os.environ:
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-        env["OMP_NUM_THREADS"] = str(max(1, cores // plan.workers))
+        env["OMP_NUM_THREADS"] = str(max(1, cores // launch.workers))
     return env
 
 
@@ -323,15 +323,15 @@ class Stopper:
                     self.send(worker, signal.SIGINT)
 
 
-def start_worker(plan: Plan, index: int, executable: Path) -> Worker:
-    log = plan.logs / f"worker{index}.log"
-    command = [str(executable), *worker_args(plan, index)]
-    env = worker_env(plan, index)
-    gpu = plan.gpu_of(index)
+def start_worker(launch: Launch, index: int, executable: Path) -> Worker:
+    log = launch.logs / f"worker{index}.log"
+    command = [str(executable), *worker_args(launch, index)]
+    env = worker_env(launch, index)
+    gpu = launch.gpu_of(index)
     where = ("CPU only (no GPU)" if gpu is None else
-             f"CUDA_VISIBLE_DEVICES={gpu}" + (" (simulated GPU; training on CPU)" if plan.simulated else ""))
+             f"CUDA_VISIBLE_DEVICES={gpu}" + (" (simulated GPU; training on CPU)" if launch.simulated else ""))
     with open(log, "w") as handle:
-        handle.write(f"# {PROG} worker {index} of {plan.workers}: {where}\n")
+        handle.write(f"# {PROG} worker {index} of {launch.workers}: {where}\n")
         handle.write(f"# OMP_NUM_THREADS={env.get('OMP_NUM_THREADS', '')}\n")
         handle.write(f"# command: {subprocess.list2cmdline(command)}\n")
         handle.flush()
@@ -341,34 +341,34 @@ def start_worker(plan: Plan, index: int, executable: Path) -> Worker:
     return Worker(index, process, log)
 
 
-def run(plan: Plan) -> int:
+def run(launch: Launch) -> int:
     executable = Path(sys.executable).parent / TRAIN
     if not executable.exists():
         raise SweepError(f"{executable} not found; install the package (make install)")
     try:
-        plan.logs.mkdir(parents=True, exist_ok=True)
+        launch.logs.mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        raise SweepError(f"--logs {str(plan.logs)!r} cannot be created ({error.strerror})") from None
-    if not plan.gpus:
-        print(f"{PROG}: {'--gpus 0' if plan.cpu_asked else 'no GPU found'}: running one worker on CPU"
-              + (" (--per-gpu counts workers per GPU)" if plan.per_gpu > 1 else ""), flush=True)
+        raise SweepError(f"--logs {str(launch.logs)!r} cannot be created ({error.strerror})") from None
+    if not launch.gpus:
+        print(f"{PROG}: {'--gpus 0' if launch.cpu_asked else 'no GPU found'}: running one worker on CPU"
+              + (" (--per-gpu counts workers per GPU)" if launch.per_gpu > 1 else ""), flush=True)
     workers: list[Worker] = []
-    tally = Tally.start(plan.runs)
+    tally = Tally.start(launch.runs)
     with Stopper() as stopper:
         stopper.workers = workers
-        for index in range(plan.workers):
+        for index in range(launch.workers):
             if stopper.signum is not None:
                 break
-            worker = start_worker(plan, index, executable)
+            worker = start_worker(launch, index, executable)
             workers.append(worker)
-            gpu = plan.gpu_of(index)
-            on = "CPU" if gpu is None else f"GPU {gpu}" + (" (simulated)" if plan.simulated else "")
+            gpu = launch.gpu_of(index)
+            on = "CPU" if gpu is None else f"GPU {gpu}" + (" (simulated)" if launch.simulated else "")
             print(f"{PROG}: worker {index} on {on}: pid {worker.process.pid}, log {worker.log}", flush=True)
         stopper.catch_up()
         shown = ""
         while live := [worker for worker in workers if worker.process.poll() is None]:
             try:  # returns as soon as this worker ends; a signal runs Stopper.handle and the wait goes on
-                live[0].process.wait(timeout=plan.progress_every)
+                live[0].process.wait(timeout=launch.progress_every)
             except subprocess.TimeoutExpired:
                 pass
             line = tally.read().progress()
@@ -381,7 +381,7 @@ def run(plan: Plan) -> int:
     for worker in failed:
         print(f"{PROG}: worker {worker.index} exited with status {exit_status(worker.process.returncode)} "
               f"({worker.log}): {last_line(worker.log) or ''}", file=sys.stderr)
-    print(tally.summary() + f"; logs in {plan.logs}", flush=True)
+    print(tally.summary() + f"; logs in {launch.logs}", flush=True)
     if stopper.signum is not None:
         return 128 + stopper.signum
     return exit_status(failed[0].process.returncode) if failed else 0
@@ -391,7 +391,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     try:
-        return run(make_plan(argv))
+        return run(make_launch(argv))
     except SweepError as error:
         parser.error(str(error))
 

@@ -15,7 +15,7 @@ import sys
 import pytest
 import torch
 
-from adala_bench import runner, sweep
+from adala_bench import launch, runner
 from adala_bench.config import ConfigError
 from adala_bench.runner import train_one
 from adala_bench.store import RunDir
@@ -138,9 +138,9 @@ def test_deterministic_runs_of_every_family_train_on_cpu_in_their_own_directory(
 
 
 def test_adala_sweep_refuses_to_start_cpu_workers_on_a_gpu_box_torch_cannot_use(fake_gpu_box):
-    with pytest.raises(sweep.SweepError, match=r"^nvidia-smi lists 1 GPU\(s\) \(NVIDIA H100 80GB HBM3, driver "
+    with pytest.raises(launch.SweepError, match=r"^nvidia-smi lists 1 GPU\(s\) \(NVIDIA H100 80GB HBM3, driver "
                                                r"535\.104\.05\), but torch"):
-        sweep.make_plan(["--", "profile=smoke", "task=cifar10_vgg11", "optimizer=sgd"])
+        launch.make_launch(["--", "profile=smoke", "task=cifar10_vgg11", "optimizer=sgd"])
     # asked for the CPU, in either place: no check
-    assert sweep.make_plan(["--gpus", "0", "--", "profile=smoke", "task=cifar10_vgg11", "optimizer=sgd"]).workers == 1
-    assert sweep.make_plan(["--", "task=cifar10_vgg11", "optimizer=sgd", "device=cpu"]).workers == 1
+    assert launch.make_launch(["--gpus", "0", "--", "profile=smoke", "task=cifar10_vgg11", "optimizer=sgd"]).workers == 1
+    assert launch.make_launch(["--", "task=cifar10_vgg11", "optimizer=sgd", "device=cpu"]).workers == 1

@@ -154,21 +154,21 @@ def test_the_installed_command_reports_bad_arguments_in_one_line(tmp_path):
     assert result.stderr == "adala-sweep: error: --per-gpu -1 is not allowed; it must be an integer ≥ 1\n"
 
 
-def test_the_plan_pins_workers_to_gpus_and_gives_each_its_own_hydra_folder(monkeypatch, tmp_path):
+def test_the_launch_pins_workers_to_gpus_and_gives_each_its_own_hydra_folder(monkeypatch, tmp_path):
     monkeypatch.setattr(launch, "device_count", lambda: 2)
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,5")  # the caller's own choice of GPUs is kept
     monkeypatch.delenv(launch.SIMULATE_ENV, raising=False)
-    plan = launch.make_plan(["--per-gpu", "2", "--logs", str(tmp_path), "--", "+experiment=table2", "seed=0,1"])
+    plan = launch.make_launch(["--per-gpu", "2", "--logs", str(tmp_path), "--", "+experiment=table2", "seed=0,1"])
     assert plan.workers == 4 and [plan.gpu_of(w) for w in range(4)] == ["3", "3", "5", "5"]
     assert plan.train_args == ["--multirun", "+experiment=table2", "seed=0,1"]  # --multirun added
     assert launch.worker_args(plan, 1)[-1] == f"hydra.sweep.dir={tmp_path}/worker1"
     assert launch.worker_env(plan, 2)["CUDA_VISIBLE_DEVICES"] == "5"
-    mine = launch.make_plan(["--", "-m", "hydra.sweep.dir=out/my sweep", "seed=0"])
+    mine = launch.make_launch(["--", "-m", "hydra.sweep.dir=out/my sweep", "seed=0"])
     assert launch.worker_args(mine, 3) == ["-m", "seed=0", "hydra.sweep.dir='out/my sweep/worker3'"]
     with pytest.raises(launch.SweepError, match="device=cuda:1 names a GPU a worker cannot see"):
-        launch.make_plan(["--", "seed=0", "device=cuda:1"])
+        launch.make_launch(["--", "seed=0", "device=cuda:1"])
     monkeypatch.setattr(launch, "device_count", lambda: 0)
-    assert launch.make_plan(["--per-gpu", "3", "--", "seed=0"]).workers == 1  # no GPU: one CPU worker
+    assert launch.make_launch(["--per-gpu", "3", "--", "seed=0"]).workers == 1  # no GPU: one CPU worker
 
 
 def test_the_tally_counts_runs_from_the_run_store(tmp_path):
