@@ -398,11 +398,12 @@ def test_a_plain_sweep_completes_in_the_run_directories_adala_train_uses(sweeps,
 def test_a_time_limit_warning_requeues_the_job_and_the_requeued_job_resumes_the_run(sweeps, tmp_path, data_root,
                                                                                      epoch_seconds):
     """SLURM itself sends USR2 signal_delay_s (120 s, as shipped) before a 3-minute time limit, i.e. 30-60 s after the
-    job starts (its time-limit check runs every 30 s): the run is sized to train for about a minute, so it is still
-    training then. Once the job is requeued the test gives it 10 minutes (`scontrol update TimeLimit=10`), so the
-    requeued job finishes the run in one go: SLURM would warn it again 30-60 s after it starts, and each further
-    requeue would resume the run all the same, only a minute later."""
-    epochs = epochs_for(70, epoch_seconds, least=40)
+    job starts (its time-limit check runs every 30 s): the run is sized to train for 100 s (as calibrated alone; its
+    reference run beside it slows it further), so it is still training then, on a fast machine or a loaded one. Once
+    the job is requeued the test gives it 10 minutes (`scontrol update TimeLimit=10`), so the requeued job finishes
+    the run in one go: SLURM would warn it again 30-60 s after it starts, and each further requeue would resume the
+    run all the same, only a minute later."""
+    epochs = epochs_for(100, epoch_seconds, least=40)
     straight = reference(sweeps, tmp_path, data_root, "optimizer=sgd", f"epochs={epochs}")
     sweep = sweeps(tmp_path, data_root, "optimizer=sgd", f"epochs={epochs}", launcher=("hydra.launcher.timeout_min=3",))
     run = sweep.run_dir("sgd")
@@ -446,7 +447,7 @@ def test_a_time_limit_warning_requeues_the_job_and_the_requeued_job_resumes_the_
 
 
 def test_a_preempted_job_requeued_by_scontrol_resumes_the_run(sweeps, tmp_path, data_root, epoch_seconds):
-    epochs = epochs_for(25, epoch_seconds, least=30)
+    epochs = epochs_for(35, epoch_seconds, least=30)
     straight = reference(sweeps, tmp_path, data_root, "optimizer=sgd", f"epochs={epochs}")
     sweep = sweeps(tmp_path, data_root, "optimizer=sgd", f"epochs={epochs}")
     run = sweep.run_dir("sgd")
@@ -491,7 +492,7 @@ def test_a_preempted_job_requeued_by_scontrol_resumes_the_run(sweeps, tmp_path, 
 
 def test_a_cancelled_job_leaves_its_run_interrupted_and_the_same_sweep_resumes_it(sweeps, tmp_path, data_root,
                                                                                    epoch_seconds):
-    epochs = epochs_for(25, epoch_seconds, least=30)
+    epochs = epochs_for(35, epoch_seconds, least=30)
     sweep = sweeps(tmp_path, data_root, "optimizer=sgd,adam", f"epochs={epochs}")
     sgd, adam = sweep.run_dir("sgd"), sweep.run_dir("adam")
     sweep.submit()
