@@ -171,3 +171,12 @@ def _trials(runs, optimizer) -> tuple[list[float], list[float]]:
 def _defaults(runs, optimizer) -> list[tuple[float, float]]:
     return [_values(path) for path in runs.glob(f"cifar10_vgg11/{optimizer}/*/seed=*")
             if _config(path).get("tuning", {}).get("track") == "defaults"]
+
+
+def test_a_full_report_of_tuning_runs_shows_them_in_its_page_and_never_in_tables_2_to_4(sweep, tmp_path):
+    out = tmp_path / "full"
+    assert report(["--runs", str(sweep["runs"]), "--out", str(out), "--profile", "smoke", "--what", "tables"]) == 0
+    page = (out / "index.md").read_text()
+    assert "## Tuning at an equal budget" in page and "### VGG11 (cifar10_vgg11)" in page
+    assert pd.read_csv(out / "table2.csv")["n"].sum() == 0  # the trials are not the paper's as-run protocol
+    assert pd.read_csv(out / "tuning.csv").equals(pd.read_csv(sweep["out"] / "tuning.csv"))

@@ -9,14 +9,12 @@ import itertools
 import math
 
 import numpy as np
-import pandas as pd
 import pytest
-from omegaconf import OmegaConf
 
 from adala_bench.report.load import load_runs
 from adala_bench.report.tuning import (chosen_test, expected_best, subset_weights, tuning_marks, tuning_view,
                                        with_replacement)
-from adala_bench.store import RunDir, layout_path
+from helpers import write_run, write_tuning_run
 
 INF = math.inf
 
@@ -102,18 +100,9 @@ def test_an_infinite_worst_value_makes_the_budgets_that_may_pick_it_infinite():
 VGG = "cifar10_vgg11"
 
 
-def write_tuning_run(root, optimizer, tag, seed, rows, track="tuned", trial=None, state="completed", lr=1e-3):
-    """A run directory as a tuning sweep writes it: its config records the track (and trial) and its values."""
-    run = RunDir(layout_path(root, VGG, optimizer, tag, seed))
-    run.path.mkdir(parents=True)
-    tuning = {"track": track, **({"trial": trial} if trial is not None else {})}
-    run.write_config(OmegaConf.create({"task": {"name": VGG, "family": "cifar10"}, "optimizer":
-                                       {"name": optimizer, "lr": lr, "eps": 1e-8}, "seed": seed, "profile": "smoke",
-                                       "tuning": tuning}))
-    run.write_metrics(rows)
-    extra = {"diverged_at": {"epoch": len(rows), "step": 3}} if state == "diverged" else {}
-    run.write_status(state, epochs_done=len(rows), device="cpu", **extra)
-    return run.path
+def write_trial(root, optimizer, tag, seed, rows, track="tuned", trial=None, state="completed", lr=1e-3):
+    return write_tuning_run(root, VGG, optimizer, tag, seed, rows, trial=trial if track == "tuned" else None,
+                            state=state, hparam_values={"lr": lr, "eps": 1e-8})
 
 
 def rows(*pairs):
@@ -137,19 +126,14 @@ def store(tmp_path):
     }
     for (optimizer, trial), seeds in plan.items():
         for seed, metrics in enumerate(seeds):
-            write_tuning_run(root, optimizer, f"lr{trial}-x", seed, metrics, trial=trial, lr=10.0 ** -(trial + 2))
+            write_trial(root, optimizer, f"lr{trial}-x", seed, metrics, trial=trial, lr=10.0 ** -(trial + 2))
     for seed in (0, 1):  # AdaLA trial 2 diverged on seed 1: counted at accuracy's worst value, 0
-        write_tuning_run(root, "adala", "lr2-x", seed, rows((30, 31)), trial=2, lr=1e-4,
+        write_trial(root, "adala", "lr2-x", seed, rows((30, 31)), trial=2, lr=1e-4,
                          state="diverged" if seed else "completed")
-        write_tuning_run(root, "adala", "defaults-x", seed, rows((52, 50 + seed)), track="defaults")
-        write_tuning_run(root, "adabelief", "defaults-x", seed, rows((54, 53 - seed)), track="defaults")
-    write_tuning_run(root, "adabelief", "lr3-x", 0, rows((90, 90)), trial=3, state="running")  # not done: left out
-    ordinary = RunDir(layout_path(root, VGG, "adam", "plain", 0))  # no tuning block
-    ordinary.path.mkdir(parents=True)
-    ordinary.write_config(OmegaConf.create({"task": {"name": VGG}, "optimizer": {"name": "adam"}, "seed": 0,
-                                            "profile": "smoke"}))
-    ordinary.write_metrics(rows((1, 1)))
-    ordinary.write_status("completed", epochs_done=1, device="cpu")
+        write_trial(root, "adala", "defaults-x", seed, rows((52, 50 + seed)), track="defaults")
+        write_trial(root, "adabelief", "defaults-x", seed, rows((54, 53 - seed)), track="defaults")
+    write_trial(root, "adabelief", "lr3-x", 0, rows((90, 90)), trial=3, state="running")  # not done: left out
+    write_run(root, VGG, "adam", "plain", 0, rows((1, 1)), profile="smoke")  # no tuning block
     return root
 
 
@@ -191,8 +175,8 @@ def test_the_band_is_the_curve_where_every_seed_gives_the_same_values_and_absent
     root = tmp_path / "runs"
     for trial, (val, test) in enumerate([(50, 49), (70, 71), (60, 58)]):
         for seed in (0, 1):
-            write_tuning_run(root, "sgd", f"t{trial}", seed, rows((val, test)), trial=trial)
-        write_tuning_run(root, "adam", f"t{trial}", 0, rows((val, test)), trial=trial)
+            write_trial(root, "sgd", f"t{trial}", seed, rows((val, test)), trial=trial)
+        write_trial(root, "adam", f"t{trial}", 0, rows((val, test)), trial=trial)
     curves = tuning_view(load_runs(root)).curves.set_index(["optimizer", "k"])
     sgd = curves.loc["sgd"]
     assert list(sgd["band_low"]) == list(sgd["expected_best_val"]) == list(sgd["band_high"])
@@ -203,7 +187,7 @@ def test_the_band_is_the_curve_where_every_seed_gives_the_same_values_and_absent
 def test_cifar10_trials_without_validation_values_get_no_curve_and_say_so(tmp_path):
     root = tmp_path / "runs"
     for trial in (0, 1):
-        write_tuning_run(root, "sgd", f"t{trial}", 0, [{"epoch": 0, "grad_evals": 1, "wall_s": 1.0, "lr": 0.1,
+        write_trial(root, "sgd", f"t{trial}", 0, [{"epoch": 0, "grad_evals": 1, "wall_s": 1.0, "lr": 0.1,
                                                        "test_acc": 50.0 + trial}], trial=trial)
     view = tuning_view(load_runs(root))
     assert view.curves.empty
@@ -212,12 +196,6 @@ def test_cifar10_trials_without_validation_values_get_no_curve_and_say_so(tmp_pa
 
 
 def test_no_tuning_runs_no_view(tmp_path):
-    root = tmp_path / "runs"
-    run = RunDir(layout_path(root, VGG, "sgd", "plain", 0))
-    run.path.mkdir(parents=True)
-    run.write_config(OmegaConf.create({"task": {"name": VGG}, "profile": "paper"}))
-    run.write_metrics(rows((1, 1)))
-    run.write_status("completed", epochs_done=1, device="cpu")
-    frame = load_runs(root)
+    write_run(tmp_path / "runs", VGG, "sgd", "plain", 0, rows((1, 1)))
+    frame = load_runs(tmp_path / "runs")
     assert tuning_marks(frame).empty and tuning_view(frame) is None
-    assert isinstance(frame, pd.DataFrame)
