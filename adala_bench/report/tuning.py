@@ -6,6 +6,7 @@ its package defaults untuned (defaults_*.yaml), compared at equal budgets. Pure 
     with_replacement    Dodge et al.'s (2019) curve: the same with k draws WITH replacement
     chosen_test         E[test value of the trial that the validation value picks among k], k = 1..K
     tuning_view         the whole view, computed once (a TuningView; None without tuning runs)
+    run_validation      one run's validation value as the view counts it (an adaptive sweeper's objective)
 
 A run's values: validation = its best validation value over epochs (val_acc on data.val_size's held-out images,
 val_ppl on PTB's valid.txt; the GANs have none, so their final FID, the reported metric itself); test = the `clean`
@@ -26,6 +27,7 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -33,6 +35,8 @@ import pandas as pd
 from adala_bench.catalog import TASKS, optimizer_rows
 from adala_bench.records import DONE_STATES, read_run
 from adala_bench.search_space import DEFAULTS, TUNED
+from adala_bench.store import SEED_PREFIX
+from .load import RunPath, load_run_paths
 from .select import best_validation, run_values
 from .stats import verdict_kind, welch
 
@@ -153,11 +157,15 @@ def tuning_marks(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def run_table(frame: pd.DataFrame, marks: pd.DataFrame) -> pd.DataFrame:
-    """One row per marked run of a task the catalog knows: identity, state, track, trial, `val` and `test` (NaN
+    """tuning_values of the marked runs, with their track and trial."""
+    return tuning_values(frame[frame["run"].isin(marks["run"])]).merge(marks, on="run")
+
+
+def tuning_values(frame: pd.DataFrame) -> pd.DataFrame:
+    """One row per run of the frame of a task the catalog knows: select.run_values' columns, `val` and `test` (NaN
     while the run is not done, and `val` where it logged no validation value), `failed` (diverged, or completed
     without a test value: both values are then the task's worst)."""
-    tuned = frame[frame["run"].isin(marks["run"])]
-    runs = run_values(tuned, "clean").merge(marks, on="run")
+    runs = run_values(frame, "clean")
     for column in ("task", "optimizer", "hparams", "state", "run_dir"):
         runs[column] = runs[column].astype(object)
     runs = runs[runs["task"].isin(TASKS)].reset_index(drop=True)
@@ -166,10 +174,20 @@ def run_table(frame: pd.DataFrame, marks: pd.DataFrame) -> pd.DataFrame:
     done = runs["state"].isin(DONE_STATES).to_numpy()
     runs["failed"] = (runs["state"] == "diverged") | ((runs["state"] == "completed") & runs["value"].isna())
     worst_value = families.map(lambda f: worst(f.higher_is_better)).to_numpy(dtype=float)
-    val = np.where(has_val, best_validation(tuned, runs), runs["value"])
+    val = np.where(has_val, best_validation(frame, runs), runs["value"])
     for column, values in (("val", val), ("test", runs["value"].to_numpy(dtype=float))):
         runs[column] = np.where(runs["failed"], worst_value, np.where(done, values, np.nan))
     return runs
+
+
+def run_validation(path: str | Path) -> float:
+    """One run's validation value as the tuning view counts it (its best over epochs; GANs: the final FID; the
+    task's worst value where it diverged): what an adaptive sweeper is handed to steer on (runner.job_result)."""
+    path = Path(path)
+    run = RunPath(path.parents[2].name, path.parents[1].name, path.parent.name,
+                  int(path.name.removeprefix(SEED_PREFIX)), str(path))
+    values = tuning_values(load_run_paths([run]))["val"]
+    return float(values.iloc[0]) if len(values) else math.nan
 
 
 def _settings(runs: pd.DataFrame) -> dict[str, dict]:
