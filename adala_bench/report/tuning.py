@@ -202,6 +202,12 @@ def _settings(runs: pd.DataFrame) -> dict[str, dict]:
     return settings
 
 
+def present(optimizers: pd.Series) -> list[str]:
+    """The optimizers named in `optimizers`, in the paper's row order (then any other, alphabetically)."""
+    names = set(optimizers)
+    return [name for name in optimizer_rows(names) if name in names]
+
+
 def _number(value) -> float:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
 
@@ -216,7 +222,7 @@ def tuning_view(frame: pd.DataFrame, marks: pd.DataFrame | None = None) -> Tunin
     trial_tables, curves, flags, matrices = [], [], {}, {}
     for task in [t for t in TASKS if t in set(runs["task"])]:
         in_task = runs[runs["task"] == task]
-        for optimizer in [o for o in optimizer_rows(in_task["optimizer"].unique()) if (in_task["optimizer"] == o).any()]:
+        for optimizer in present(in_task["optimizer"]):
             members = in_task[in_task["optimizer"] == optimizer]
             trials = _trials(members)
             trial_tables.append(trials)

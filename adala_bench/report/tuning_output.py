@@ -14,13 +14,13 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import NullFormatter
 
-from adala_bench.catalog import TASKS, optimizer_label, optimizer_rows
+from adala_bench.catalog import TASKS, optimizer_label
 from adala_bench.search_space import DEFAULTS, TUNED
 from .figures import colour, save
 from .format import count, signed, unbounded
 from .page import Block, Bullets, Heading, Table, Text, figure, to_markdown
 from .stats import verdict
-from .tuning import BOOTSTRAP, TuningView, worst
+from .tuning import BOOTSTRAP, TuningView, present, worst
 
 FIGURES = {"expected_best": "tuning_expected_best_{}", "lr": "tuning_lr_{}"}
 SHOWN_BUDGETS = (1, 4)  # and K, the whole budget
@@ -90,7 +90,7 @@ def _task_blocks(view: TuningView, task: str, figures: set[str] | None, level: i
                      f"{TASKS[task].model}: expected best {val} of k trials (band: bootstrap over seeds); at 0, the "
                      "package defaults.")
     rows = []
-    for optimizer in [o for o in optimizer_rows(trials["optimizer"].unique()) if (trials["optimizer"] == o).any()]:
+    for optimizer in present(trials["optimizer"]):
         mine = trials[trials["optimizer"] == optimizer]
         curve = curves[curves["optimizer"] == optimizer].set_index("k")
         defaults = mine[mine["track"] == DEFAULTS]
@@ -191,17 +191,21 @@ def write_tuning(view: TuningView | None, out: Path, draw: bool = True) -> tuple
     return written + [out / "tuning.md"], drawn, notes
 
 
+def _axes():
+    fig = Figure(figsize=(7.5, 4.5), layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig, fig.add_subplot()
+
+
 def expected_best_figure(view: TuningView, task: str) -> Figure | None:
     """E[best validation value of k trials] against k per optimizer, its bootstrap band, the defaults at k = 0."""
     curves = view.curves[view.curves["task"] == task]
     if curves.empty:
         return None
     family = TASKS[task].family
-    fig = Figure(figsize=(7.5, 4.5), layout="constrained")
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
+    fig, ax = _axes()
     off_scale = []
-    for optimizer in [o for o in optimizer_rows(curves["optimizer"].unique()) if (curves["optimizer"] == o).any()]:
+    for optimizer in present(curves["optimizer"]):
         curve = curves[curves["optimizer"] == optimizer]
         finite = np.isfinite(curve["expected_best_val"].to_numpy(dtype=float))
         if not finite.all():
@@ -238,11 +242,9 @@ def lr_figure(view: TuningView, task: str) -> Figure | None:
     if tuned.empty:
         return None
     family = TASKS[task].family
-    fig = Figure(figsize=(7.5, 4.5), layout="constrained")
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
+    fig, ax = _axes()
     edge = 0.02 if family.higher_is_better else 0.98  # where on the y axis (axes fraction) a failed trial is marked
-    for optimizer in [o for o in optimizer_rows(trials["optimizer"].unique()) if (trials["optimizer"] == o).any()]:
+    for optimizer in present(trials["optimizer"]):
         mine = tuned[tuned["optimizer"] == optimizer].sort_values("lr")
         ok = mine[(mine["diverged"] == 0) & np.isfinite(mine["val"].to_numpy(dtype=float))]
         ax.plot(ok["lr"], ok["val"], color=colour(optimizer), lw=1.2, marker="o", ms=3, label=optimizer_label(optimizer))
