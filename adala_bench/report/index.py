@@ -85,7 +85,9 @@ def _scope(r: Results) -> str:
     return (f"Runs in `{r.runs_dir}`, profile `{r.profile}`, selection rule `{r.rule}`: {len(runs)} runs "
             f"({int((states == 'completed').sum())} completed) of {count(optimizers, 'optimizer')} on "
             f"{runs['task'].nunique()} of the {len(TASKS)} tasks. Built from the run directories alone; index.html "
-            "is this page with its figures inside, one file to copy anywhere and open in a browser.")
+            "is this page with its figures inside, one file to copy anywhere and open in a browser."
+            + (f" The {count(int(r.tuning.trials['runs'].sum()), 'run')} of tuning sweeps and the defaults track are "
+               "in the tuning view below, not in Tables 2-4." if r.tuning is not None else ""))
 
 
 def _answer(r: Results) -> list[Block]:

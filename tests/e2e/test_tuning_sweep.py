@@ -178,5 +178,6 @@ def test_a_full_report_of_tuning_runs_shows_them_in_its_page_and_never_in_tables
     assert report(["--runs", str(sweep["runs"]), "--out", str(out), "--profile", "smoke", "--what", "tables"]) == 0
     page = (out / "index.md").read_text()
     assert "## Tuning at an equal budget" in page and "### VGG11 (cifar10_vgg11)" in page
+    assert f"The {2 * K * 2 + 4 + 2} runs of tuning sweeps and the defaults track are in the tuning view below" in page
     assert pd.read_csv(out / "table2.csv")["n"].sum() == 0  # the trials are not the paper's as-run protocol
     assert pd.read_csv(out / "tuning.csv").equals(pd.read_csv(sweep["out"] / "tuning.csv"))
