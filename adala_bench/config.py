@@ -8,8 +8,9 @@
 
 The run directory is named from the resolved config, never from a timestamp:
 <results.root>/<task>/<optimizer>/<hparam-tag>/seed=<n>. The tag spells out the optimizer's hyperparameters and ends
-in a digest of everything else that changes what the run computes; seed, device, data root, results root and logger
-are left out. `trainer.lookahead_batch` counts only for an optimizer that takes the look-ahead closure and is spelled
+in a digest of everything else that changes what the run computes; seed, device, data root, results root, logger
+and a tuning run's `tuning` record (its track and trial: a trial is named by the values it gives) are left out.
+`trainer.lookahead_batch` counts only for an optimizer that takes the look-ahead closure and is spelled
 among its hyperparameters (as `optimizer.lookahead_batch`, where it stood when the names were first given); the
 speed switches count only where they differ from the paper's protocol, and then the tag says `fast`.
 """
@@ -190,11 +191,11 @@ def resolve_trial(cfg: DictConfig) -> None:
         if tuning.trial is None:
             return
         if cfg.get("lr_scale", 1.0) != 1.0:
-            raise ConfigError(f"lr_scale={cfg.lr_scale!r} is not allowed with trial={tuning.trial}: a trial sets the lr "
-                              "of its own search space")
+            raise ConfigError(f"lr_scale={cfg.lr_scale!r} is not allowed with trial={tuning.trial}: a trial sets the "
+                              "lr of its own search space")
         if "tuning" in cfg:
-            raise ConfigError(f"trial={tuning.trial} is not allowed on the defaults track (+experiment=defaults_*): its "
-                              "runs take the packages' defaults, untuned")
+            raise ConfigError(f"trial={tuning.trial} is not allowed on the defaults track (+experiment=defaults_*): "
+                              "its runs take the packages' defaults, untuned")
         name = cfg.optimizer.get("_target_") if cfg.optimizer.name == CUSTOM else cfg.optimizer.name
         path = CONF_DIR / "spaces" / f"{name}.yaml" if tuning.space is None else Path(tuning.space)
         if tuning.space is None and not path.is_file():

@@ -3,8 +3,8 @@ composed and named exactly as the runner names it (config.RunConfig), without tr
 
 The config is composed once per cell (one composed config: a task × optimizer × any other swept value) and each of its
 seeds is a directory of that cell's tag, so listing a 1,000-run sweep takes seconds; the keys only config.normalised
-reads (lr_scale, trial) are set on a composed config, so a tuning sweep's K trials of a task × optimizer compose once. adala-plan and adala-sweep read
-the state of these runs from the run store (records.read_run).
+reads (lr_scale, trial) are set on a composed config, so a tuning sweep's K trials of a task × optimizer compose once.
+adala-plan and adala-sweep read the state of these runs from the run store (records.read_run).
 """
 
 from __future__ import annotations

@@ -223,7 +223,8 @@ def expected_best_figure(view: TuningView, task: str) -> Figure | None:
     ax.set_xticks([0, *ticks], ["defaults", *map(str, ticks)])
     ax.set_xlabel("trials k (of the same Sobol points for every optimizer)")
     ax.set_ylabel(f"expected best {family.val_metric or family.metric}")
-    title = f"{TASKS[task].model}: expected best of k trials ({'higher' if family.higher_is_better else 'lower'} is better)"
+    better = "higher" if family.higher_is_better else "lower"
+    title = f"{TASKS[task].model}: expected best of k trials ({better} is better)"
     if off_scale:
         title += f"\n∞ (off the plot) at small k: {', '.join(off_scale)}"
     ax.set_title(title, fontsize=10)
@@ -247,7 +248,8 @@ def lr_figure(view: TuningView, task: str) -> Figure | None:
     for optimizer in present(trials["optimizer"]):
         mine = tuned[tuned["optimizer"] == optimizer].sort_values("lr")
         ok = mine[(mine["diverged"] == 0) & np.isfinite(mine["val"].to_numpy(dtype=float))]
-        ax.plot(ok["lr"], ok["val"], color=colour(optimizer), lw=1.2, marker="o", ms=3, label=optimizer_label(optimizer))
+        ax.plot(ok["lr"], ok["val"], color=colour(optimizer), lw=1.2, marker="o", ms=3,
+                label=optimizer_label(optimizer))
         ax.fill_between(ok["lr"], ok["val_min"], ok["val_max"], color=colour(optimizer), alpha=0.15, lw=0)
         bad = mine[~mine.index.isin(ok.index)]
         ax.plot(bad["lr"], [edge] * len(bad), color=colour(optimizer), marker="x", ls="",

@@ -132,7 +132,8 @@ def test_bad_tuning_input_is_one_line_naming_the_key(overrides, message):
 
 def test_the_shipped_spaces_bounds_reversed_in_a_copy_are_refused(tmp_path):
     space = tmp_path / "space.yaml"
-    space.write_text((CONF_DIR / "spaces" / "adam.yaml").read_text().replace("low: 0.1, high: 10", "low: 10, high: 0.1"))
+    shipped = (CONF_DIR / "spaces" / "adam.yaml").read_text()
+    space.write_text(shipped.replace("low: 0.1, high: 10", "low: 10, high: 0.1"))
     with pytest.raises(ConfigError, match=r"lr\.low=10 is not allowed; it must be below lr\.high=0\.1"):
         run("task=cifar10_vgg11", "optimizer=adam", "trial=0", f"space={space}")
 

@@ -100,7 +100,8 @@ def test_a_tuning_sweeps_trial_range_reads_the_budget_as_hydras_basic_sweeper_do
     assert len(sweep_jobs(["+experiment=tune_ptb", "task=ptb_lstm1", "seed=0"])) == 10 * 16  # the default budget
 
 
-@pytest.mark.parametrize("args", [["+experiment=tune_gan", "trials=0"], ["trials=0"], ["+experiment=tune_ptb", "trials=-1"]])
+@pytest.mark.parametrize("args", [["+experiment=tune_gan", "trials=0"], ["trials=0"],
+                                  ["+experiment=tune_ptb", "trials=-1"]])
 def test_a_budget_of_no_trials_is_refused_before_anything_runs(args):
     message = f"trials={args[-1].split('=')[1]} is not allowed; it must be an integer ≥ 1"
     with pytest.raises(ConfigError, match=message):
