@@ -305,6 +305,8 @@ def _task_flags(in_task: pd.DataFrame, matrices: dict, task: str) -> list[str]:
 def _matrix(tuned: pd.DataFrame, column: str) -> np.ndarray:
     """Trials × seeds of one value column, trials in order, seeds ascending."""
     return tuned.pivot_table(index="trial", columns="seed", values=column, aggfunc="mean").to_numpy(dtype=float)
+
+
 def _curve(task: str, optimizer: str, val: np.ndarray, test: np.ndarray, defaults_val: float,
            defaults_test: float) -> pd.DataFrame:
     """The view's curves of one (task, optimizer) from its trials × seeds matrices."""
@@ -347,18 +349,16 @@ def _comparison(runs: pd.DataFrame, matrices: dict) -> pd.DataFrame:
                              result.ci_low, result.ci_high))
         if not all((task, side) in matrices for side in SIDES):
             continue
-        budget = min(len(matrices[(task, side)][0]) for side in SIDES)
+        budget = min(len(matrices[(task, side)][0]) for side in SIDES)  # the first trials, both have them
         seeds = {side: matrices[(task, side)][0].shape[1] for side in SIDES}
         curves, draws = {}, {}
         for side in SIDES:
             val, test = (m[:budget] for m in matrices[(task, side)])
             curves[side] = chosen_test(val.mean(axis=1), test.mean(axis=1), higher)
-            draws[side] = _bootstrap(val, test, higher)[1]
+            draws[side] = _bootstrap(val, test, higher)[1] if min(seeds.values()) >= 2 else np.full((1, budget), np.nan)
         with np.errstate(invalid="ignore"):  # inf − inf: both sides at the worst value, no difference to speak of
             diff = curves["adala"] - curves["adabelief"]
             low, high = _interval(draws["adala"] - draws["adabelief"])
-        if min(seeds.values()) < 2:
-            low = high = np.full(budget, np.nan)
         for k in range(budget):
             rows.append(_row(common, k + 1, seeds, {side: curves[side][k] for side in SIDES}, diff[k], low[k],
                              high[k]))

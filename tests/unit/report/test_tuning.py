@@ -199,3 +199,13 @@ def test_no_tuning_runs_no_view(tmp_path):
     write_run(tmp_path / "runs", VGG, "sgd", "plain", 0, rows((1, 1)))
     frame = load_runs(tmp_path / "runs")
     assert tuning_marks(frame).empty and tuning_view(frame) is None
+
+
+def test_with_one_seed_a_side_the_comparison_is_not_testable(tmp_path):
+    root = tmp_path / "runs"
+    for trial, (val, test) in enumerate([(50, 49), (70, 71)]):
+        write_trial(root, "adala", f"t{trial}", 0, rows((val, test)), trial=trial)
+        write_trial(root, "adabelief", f"t{trial}", 0, rows((val - 5, test - 5)), trial=trial)
+    comparison = tuning_view(load_runs(root)).comparison
+    assert list(comparison["budget"]) == [1, 2] and list(comparison["diff"]) == [5.0, 5.0]
+    assert set(comparison["verdict"]) == {"not testable"} and comparison["ci_low"].isna().all()
