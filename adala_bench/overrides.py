@@ -22,7 +22,7 @@ from collections.abc import Iterator
 
 from adala_bench.config import CONF_DIR, ConfigError, check_trials, options
 
-GROUPS = ("task", "optimizer", "profile", "experiment")
+GROUPS = ("task", "optimizer", "profile", "experiment", "track")
 # A value Hydra's override grammar reads as this very string when written bare; anything else is quoted.
 _BARE = re.compile(r"[A-Za-z_/.][\w./:+-]*", re.ASCII)
 _NOT_STRINGS = {"null", "true", "false", "nan", "inf"}  # bare, Hydra reads these (any case) as None, bools, floats
@@ -77,7 +77,7 @@ def values(override) -> list[str]:
 
 
 def group_of(override) -> str | None:
-    """The config group an override chooses from (task, optimizer, profile, experiment), None for any other key."""
+    """The config group an override chooses from (task, optimizer, profile, experiment, track), None for any other key."""
     key = override.key_or_group
     return key if key in GROUPS and not override.is_delete() else None
 
