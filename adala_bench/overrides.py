@@ -77,7 +77,8 @@ def values(override) -> list[str]:
 
 
 def group_of(override) -> str | None:
-    """The config group an override chooses from (task, optimizer, profile, experiment, track), None for any other key."""
+    """The config group an override chooses from (task, optimizer, profile, experiment, track), None for any other
+    key."""
     key = override.key_or_group
     return key if key in GROUPS and not override.is_delete() else None
 
