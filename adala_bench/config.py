@@ -8,8 +8,9 @@
 
 The run directory is named from the resolved config, never from a timestamp:
 <results.root>/<task>/<optimizer>/<hparam-tag>/seed=<n>. The tag spells out the optimizer's hyperparameters and ends
-in a digest of everything else that changes what the run computes; seed, device, data root, results root and logger
-are left out. `trainer.lookahead_batch` counts only for an optimizer that takes the look-ahead closure and is spelled
+in a digest of everything else that changes what the run computes; seed, device, data root, results root, logger
+and a tuning run's `tuning` record (its track and trial: a trial is named by the values it gives) are left out.
+`trainer.lookahead_batch` counts only for an optimizer that takes the look-ahead closure and is spelled
 among its hyperparameters (as `optimizer.lookahead_batch`, where it stood when the names were first given); the
 speed switches count only where they differ from the paper's protocol, and then the tag says `fast`;
 `trainer.deterministic` counts only when true, and then the tag says `det`.
@@ -26,9 +27,11 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from adala_bench import search_space
 from adala_bench.catalog import FAMILIES, TASKS
 from adala_bench.settings import (DataSettings, FidSettings, GanTaskSettings, ImageTaskSettings, LanguageTaskSettings,
-                                  LrScale, OptimizerSpec, RunSettings, Schedule, SettingsError, TrainerSettings)
+                                  LrScale, OptimizerSpec, RunSettings, Schedule, SettingsError, TrainerSettings,
+                                  TuningSettings)
 from adala_bench.store import layout_path
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
@@ -36,7 +39,8 @@ CUSTOM = "custom"  # conf/optimizer/custom.yaml: any optimizer class by import p
 # Optimizer config keys that are not constructor arguments.
 NOT_HPARAMS = ("name",)
 # Keys that decide where files go or what hardware runs, not what is computed: left out of the run's identity.
-NON_IDENTITY_KEYS = ("seed", "device", "data.root", "results", "logger")
+# `tuning` records a tuning run's track and trial (its values name it).
+NON_IDENTITY_KEYS = ("seed", "device", "data.root", "results", "logger", "tuning")
 FAST_MARK = "fast"
 DETERMINISTIC_MARK = "det"  # trainer.deterministic=true
 
@@ -151,12 +155,15 @@ def normalised(cfg: DictConfig) -> DictConfig:
     - `optimizer=custom optimizer._target_=pkg.Class`: the optimizer's name becomes its import path (its run
       directories and its rows in the report are named after it);
     - `lr_scale=k` (an lr search, conf/experiment/search_*.yaml) multiplies the as-run lr: the run is the one that
-      `optimizer.lr=<lr·k>` names, so a chosen setting is re-run by its lr alone.
+      `optimizer.lr=<lr·k>` names, so a chosen setting is re-run by its lr alone;
+    - `trial=i` (a tuning sweep, conf/experiment/tune_*.yaml) sets the hyperparameters of the optimizer's search space
+      to trial i's point (search_space.py): the run is the one those values name, and `tuning` records the trial.
     """
     cfg = copy.deepcopy(cfg)
     missing = sorted(OmegaConf.missing_keys(cfg))
     if missing:
         raise ConfigError(f"{missing[0]} has no value; give it on the command line, e.g. {missing[0]}=...")
+    resolve_trial(cfg)
     with open_dict(cfg):
         if cfg.optimizer.name == CUSTOM:
             target = cfg.optimizer.pop("_target_")
@@ -171,6 +178,46 @@ def normalised(cfg: DictConfig) -> DictConfig:
             except SettingsError as error:
                 raise ConfigError(str(error)) from None
     return cfg
+
+
+def resolve_trial(cfg: DictConfig) -> None:
+    """Take `trial`, `trials` and `space` out of the config (in place); for a trial, set the optimizer's searched
+    hyperparameters to its point and record `tuning: {track: tuned, trial: i}` (not part of the run's identity)."""
+    with open_dict(cfg):
+        try:
+            tuning = TuningSettings(trial=cfg.pop("trial", None), trials=cfg.pop("trials", TuningSettings.trials),
+                                    space=cfg.pop("space", None))
+        except SettingsError as error:
+            raise ConfigError(str(error)) from None
+        if tuning.trial is None:
+            return
+        if cfg.get("lr_scale", 1.0) != 1.0:
+            raise ConfigError(f"lr_scale={cfg.lr_scale!r} is not allowed with trial={tuning.trial}: a trial sets the "
+                              "lr of its own search space")
+        if "tuning" in cfg:
+            raise ConfigError(f"trial={tuning.trial} is not allowed on the defaults track (+experiment=defaults_*): "
+                              "its runs take the packages' defaults, untuned")
+        name = cfg.optimizer.get("_target_") if cfg.optimizer.name == CUSTOM else cfg.optimizer.name
+        path = CONF_DIR / "spaces" / f"{name}.yaml" if tuning.space is None else Path(tuning.space)
+        if tuning.space is None and not path.is_file():
+            raise ConfigError(f"space: optimizer {name} has no search space in conf/spaces/; give space=<a YAML file> "
+                              "(docs/USAGE.md, A tuning budget)")
+        section = OmegaConf.to_container(cfg.optimizer, resolve=True)
+        try:
+            dimensions = search_space.load(path, section, name)
+        except SettingsError as error:
+            raise ConfigError(str(error)) from None
+        for key, value in search_space.trial_values(tuning.trial, dimensions, section).items():
+            cfg.optimizer[key] = value
+        cfg.tuning = {"track": search_space.TUNED, "trial": tuning.trial}
+
+
+def check_trials(trials: Any) -> None:
+    """ConfigError in one line unless the tuning budget `trials` is an integer ≥ 1."""
+    try:
+        TuningSettings(trials=trials)
+    except SettingsError as error:
+        raise ConfigError(str(error)) from None
 
 
 def optimizer_spec(section: dict[str, Any]) -> tuple[OptimizerSpec, bool]:

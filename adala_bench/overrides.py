@@ -21,9 +21,9 @@ import contextlib
 import re
 from collections.abc import Iterator
 
-from adala_bench.config import CONF_DIR, ConfigError, options
+from adala_bench.config import CONF_DIR, ConfigError, check_trials, options
 
-GROUPS = ("task", "optimizer", "profile", "experiment", "logger")
+GROUPS = ("task", "optimizer", "profile", "experiment", "logger", "track")
 # A value Hydra's override grammar reads as this very string when written bare; anything else is quoted.
 _BARE = re.compile(r"[A-Za-z_/.][\w./:+-]*", re.ASCII)
 _NOT_STRINGS = {"null", "true", "false", "nan", "inf"}  # bare, Hydra reads these (any case) as None, bools, floats
@@ -78,16 +78,19 @@ def values(override) -> list[str]:
 
 
 def group_of(override) -> str | None:
-    """The config group an override chooses from (task, optimizer, profile, experiment, logger), None for any other
-    key."""
+    """The config group an override chooses from (task, optimizer, profile, experiment, logger, track), None for any
+    other key."""
     key = override.key_or_group
     return key if key in GROUPS and not override.is_delete() else None
 
 
 def check_groups(args: list[str]) -> None:
-    """ConfigError in one line for the first value that names no file of its config group."""
+    """ConfigError in one line for the first value that names no file of its config group, or a tuning budget
+    `trials=` that is no integer ≥ 1 (a sweep of range(0,0) trials would run nothing, and say nothing)."""
     with hydra_loader() as loader:
         for override in parse(args, loader):
+            if override.key_or_group == "trials" and not override.is_sweep_override():
+                check_trials(override.value())
             group = group_of(override)
             if group is None:
                 continue
@@ -112,8 +115,7 @@ def sweep_jobs(args: list[str]) -> list[list[str]]:
     check_groups(args)
     with hydra_loader() as loader:
         overrides = parse(args, loader)
-        experiment = [o.input_line for o in overrides if o.key_or_group == "experiment" and not o.is_sweep_override()]
-        params = _sweeper_params(experiment)
+        params = _sweeper_params([o for o in overrides if not o.is_sweep_override()])
         overrides = parse([f"{key}={value}" for key, value in params.items()] + list(args), loader)
         kept = [o for o in overrides if not o.is_hydra_override()]
         try:
@@ -123,21 +125,26 @@ def sweep_jobs(args: list[str]) -> list[list[str]]:
     return [list(job) for job in jobs]
 
 
-def _sweeper_params(experiment: list[str]) -> dict[str, str]:
-    """An experiment's hydra.sweeper.params ({} without an experiment)."""
+def _sweeper_params(fixed: list) -> dict[str, str]:
+    """An experiment's hydra.sweeper.params ({} without an experiment), resolved as Hydra's basic sweeper gets them:
+    in the sweep's config, composed with the command line's overrides that sweep nothing (so that
+    `trial: range(0,${trials})` reads `trials=4` from the command line)."""
     from hydra.errors import HydraException
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
+    experiment = [o.input_line for o in fixed if o.key_or_group == "experiment"]
     if not experiment:
         return {}
     from hydra import compose
 
     try:
-        params = compose("config", overrides=experiment, return_hydra_config=True).hydra.sweeper.get("params")
+        cfg = compose("config", overrides=[o.input_line for o in fixed], return_hydra_config=True)
+        check_trials(cfg.get("trials", 1))
+        params = OmegaConf.to_container(cfg.hydra.sweeper.get("params") or {}, resolve=True)
     except (HydraException, OmegaConfBaseException) as error:
         raise ConfigError(f"{experiment[0]} cannot be composed: {_first_line(str(error))}") from None
-    return {key: str(value) for key, value in (OmegaConf.to_container(params) if params else {}).items()}
+    return {key: str(value) for key, value in params.items()}
 
 
 def _first_line(text: str) -> str:

@@ -12,8 +12,8 @@ adala-plan, adala-sweep and the report all read runs through `read_run`; nothing
 
 Completed and diverged runs are done: a sweep never runs them again. Reading creates and writes nothing; the lock is
 probed only for runs whose status says running, and only for microseconds (store.lock_holder). A record reads the
-last metrics row and the config only when asked (`last_row`, `config`, and by a line scan `profile` and
-`data_source`).
+last metrics row and the config only when asked (`last_row`, `config`, and by a line scan `profile`, `data_source`
+and `tuning`).
 """
 
 from __future__ import annotations
@@ -81,15 +81,27 @@ class RunRecord:
 
     @cached_property
     def data_source(self) -> str | None:
-        """data.source from config.yaml: the `  source:` line inside the top-level `data:` block (OmegaConf writes
-        nested keys indented by two spaces)."""
-        inside = False
+        """data.source from config.yaml."""
+        return self._block("data").get("source")
+
+    @cached_property
+    def tuning(self) -> dict[str, str]:
+        """config.yaml's `tuning` block, which a run of a tuning sweep or of the defaults track records ({"track":
+        "tuned", "trial": "3"}, {"track": "defaults"}; search_space.py); {} for any other run."""
+        return self._block("tuning")
+
+    def _block(self, name: str) -> dict[str, str]:
+        """The scalar keys of config.yaml's top-level block `name`, as text: its `  key: value` lines (OmegaConf
+        writes nested keys indented by two spaces)."""
+        block, inside = {}, False
         for line in self._config_lines():
             if not line.startswith(" "):
-                inside = line.rstrip() == "data:"
-            elif inside and line.startswith("  source:"):
-                return line.partition(":")[2].strip() or None
-        return None
+                inside = line.rstrip() == f"{name}:"
+            elif inside and line.startswith("  ") and not line.startswith("   ") and ":" in line:
+                key, _, value = line.strip().partition(":")
+                if value.strip():
+                    block[key] = value.strip()
+        return block
 
     def _config_lines(self) -> Iterator[str]:
         """config.yaml line by line, nothing when it cannot be read: a line scan, no YAML parse, because the report

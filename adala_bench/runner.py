@@ -46,6 +46,7 @@ from adala_bench.trainer import Diverged, Progress, Trainer
 
 PACKAGES = ("torch", "torchvision", "hydra-core", "omegaconf", "adabelief-pytorch", "adabound", "torch-optimizer",
             "adala-bench")
+ADAPTIVE_SWEEPER = "hydra_plugins.hydra_optuna_sweeper."  # its sweeper's _target_ (docs/USAGE.md, An adaptive search)
 
 
 class RunBusy(ConfigError):
@@ -217,14 +218,14 @@ def provenance(device: torch.device) -> dict:
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
-def hydra_main(cfg: DictConfig) -> str:
+def hydra_main(cfg: DictConfig) -> str | float:
     job_log = None
     if HydraConfig.get().mode == RunMode.MULTIRUN:  # each job's lines also go to the sweep's own folder
         job_log = logging.FileHandler(Path(HydraConfig.get().runtime.output_dir) / "adala-train.log")
         job_log.setFormatter(logging.Formatter("[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"))
         logging.getLogger("adala_bench").addHandler(job_log)
     try:
-        return train_one(cfg)
+        return job_result(cfg, train_one(cfg), HydraConfig.get().sweeper.get("_target_", ""))
     except RunBusy as busy:
         if HydraConfig.get().mode != RunMode.MULTIRUN:
             fail(busy)
@@ -240,6 +241,16 @@ def hydra_main(cfg: DictConfig) -> str:
         if job_log is not None:
             logging.getLogger("adala_bench").removeHandler(job_log)
             job_log.close()
+
+
+def job_result(cfg: DictConfig, state: str, sweeper: str) -> str | float:
+    """What a job hands its Hydra sweeper: the run's final state; for an adaptive sweeper (hydra-optuna-sweeper,
+    which steers on the number each job returns) the run's validation value as the tuning view counts it."""
+    if ADAPTIVE_SWEEPER not in sweeper:
+        return state
+    from adala_bench.report.tuning import run_validation
+
+    return run_validation(RunConfig.of(cfg).path)
 
 
 def fail(error: Exception) -> NoReturn:

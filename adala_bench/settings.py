@@ -255,6 +255,45 @@ class OptimizerSpec:
 
 
 @dataclass(frozen=True)
+class TuningSettings(Settings):
+    """A tuning trial's top-level keys (conf/experiment/tune_*.yaml sweep `trial` over range(0,${trials})): the trial
+    (null: the run is no trial), the budget K a tuning sweep gives every optimizer, and a search space file (null: the
+    optimizer's conf/spaces/<name>.yaml)."""
+
+    trial: int | None = None
+    trials: int = 16
+    space: str | None = None
+
+    def check(self) -> None:
+        self.require("trial", self.trial is None or self.trial >= 0, "it must be an integer ≥ 0, or null")
+        self.require("trials", self.trials >= 1, "it must be an integer ≥ 1")
+
+
+@dataclass(frozen=True)
+class SpaceDimension(Settings):
+    """One dimension of a search space (search_space.py): the optimizer hyperparameter `name` drawn from [low, high]
+    on a log or linear scale; `relative`: the bounds are multiples of the value the optimizer's config gives (its
+    as-run value). Keys are named as the space file spells them, e.g. `lr.low`."""
+
+    name: str
+    low: float
+    high: float
+    scale: str = "linear"
+    relative: bool = False
+
+    SCALES: ClassVar[tuple[str, ...]] = ("log", "linear")
+
+    def key(self, name: str) -> str:
+        return name if name == "name" else f"{self.name}.{name}"
+
+    def check(self) -> None:
+        self.one_of("scale", self.SCALES)
+        self.require("low", self.low < self.high, f"it must be below {self.key('high')}={self.high!r}")
+        if self.scale == "log":
+            self.require("low", self.low > 0, "a log scale needs bounds > 0")
+
+
+@dataclass(frozen=True)
 class DataSettings(Settings):
     root: str
     source: str = "real"

@@ -2,8 +2,9 @@
 composed and named exactly as the runner names it (config.RunConfig), without training anything.
 
 The config is composed once per cell (one composed config: a task × optimizer × any other swept value) and each of its
-seeds is a directory of that cell's tag, so listing a 1,000-run sweep takes seconds. adala-plan and adala-sweep read
-the state of these runs from the run store (records.read_run).
+seeds is a directory of that cell's tag, so listing a 1,000-run sweep takes seconds; the keys only config.normalised
+reads (lr_scale, trial) are set on a composed config, so a tuning sweep's K trials of a task × optimizer compose once.
+adala-plan and adala-sweep read the state of these runs from the run store (records.read_run).
 """
 
 from __future__ import annotations
@@ -15,12 +16,13 @@ from hydra.errors import HydraException
 from omegaconf.errors import OmegaConfBaseException
 
 from adala_bench.config import ConfigError, RunConfig, compose
-from adala_bench.overrides import sweep_jobs
+from adala_bench.overrides import parse, sweep_jobs
 from adala_bench.settings import SettingsError, check_type
 from adala_bench.store import layout_path
 
 SEED = "seed"
 NOT_A_VARIANT = ("task", "optimizer", SEED)
+LATE_KEYS = ("lr_scale", "trial")  # top-level keys that only config.normalised reads (conf/config.yaml)
 
 
 @dataclass
@@ -57,7 +59,7 @@ def sweep_cells(args: list[str]) -> list[Cell]:
     cells = []
     for rest, seeds in groups.items():
         try:
-            run = RunConfig.of(compose(*rest))
+            run = RunConfig.of(_compose(rest))
         except (HydraException, OmegaConfBaseException) as error:
             raise ConfigError(f"cannot compose {' '.join(rest)}: {_first_line(error)}") from None
         given = [_seed(value) for value in seeds if value is not None]
@@ -67,6 +69,16 @@ def sweep_cells(args: list[str]) -> list[Cell]:
                            and _key(override) not in NOT_A_VARIANT)
         cells.append(Cell(run, variant, given or [run.run.seed]))
     return cells
+
+
+def _compose(overrides: tuple[str, ...]):
+    """compose(*overrides), where the keys only config.normalised reads (lr_scale, trial) are set on the config the
+    other overrides compose instead of composed anew: the trials of a tuning sweep's cell compose once, not K times."""
+    late = [override for override in overrides if override.split("=", 1)[0] in LATE_KEYS]
+    cfg = compose(*[override for override in overrides if override not in late])
+    for override in parse(late):
+        cfg[override.key_or_group] = override.value()
+    return cfg
 
 
 def sweep_paths(args: list[str]) -> list[Path]:

@@ -20,7 +20,7 @@ BIN = REPO / ".venv" / "bin"
 
 __all__ = ["BIN", "REPO", "Relay", "assert_same", "compose", "emitted_lines", "final_state", "fresh_copy",
            "interrupt_at", "metrics_without_time", "read_search", "run_dir_of", "run_path", "section_commands",
-           "write_run"]
+           "write_run", "write_tuning_run"]
 
 
 def run_path(cfg) -> Path:
@@ -129,23 +129,39 @@ def write_run(
     model: str | None = None,
     diverged_at: Mapping[str, int] | None = None,
     profile: str = "paper",
+    config: Mapping | None = None,
 ) -> Path:
-    """Write one run directory through the store; `epochs` are the metrics.jsonl records in order."""
+    """Write one run directory through the store; `epochs` are the metrics.jsonl records in order; `config`: top-level
+    sections of config.yaml to add or replace (an optimizer's values, a tuning run's `tuning` record)."""
     records = list(epochs)
     run = RunDir(layout_path(runs_dir, task, optimizer, hparams, seed))
     run.path.mkdir(parents=True, exist_ok=True)
-    config = {
+    written = {
         "task": {"name": task, "family": family, "model": model},
         "optimizer": {"name": optimizer},
         "seed": seed,
         "epochs": len(records),
         "profile": profile,
+        **(config or {}),
     }
-    run.write_config(OmegaConf.create(config))
+    run.write_config(OmegaConf.create(written))
     run.write_metrics(records)
     extra = {"diverged_at": dict(diverged_at)} if diverged_at is not None else {}
     run.write_status(state, reason=reason, epochs_done=len(records), device="cpu", **extra)
     return run.path
+
+
+def write_tuning_run(runs_dir: Path, task: str, optimizer: str, hparams: str, seed: int,
+                     epochs: Iterable[Mapping[str, float]], *, trial: int | None = None, state: str = "completed",
+                     hparam_values: Mapping | None = None) -> Path:
+    """A run of a tuning sweep (trial given) or of the defaults track (no trial), as config.yaml records it: the
+    `tuning` block and the optimizer's values (`hparam_values`, default lr 1e-3)."""
+    records = list(epochs)
+    tuning = {"track": "tuned", "trial": trial} if trial is not None else {"track": "defaults"}
+    values = {"name": optimizer, **(hparam_values or {"lr": 1e-3})}
+    return write_run(runs_dir, task, optimizer, hparams, seed, records, state=state, profile="smoke",
+                     diverged_at={"epoch": len(records), "step": 3} if state == "diverged" else None,
+                     config={"optimizer": values, "tuning": tuning})
 
 
 class Relay:

@@ -23,6 +23,8 @@ from .search_output import emit_best, write_search
 from .select import RULES
 from .stats import render_comparison_markdown
 from .tables import render_csv, render_latex, render_markdown, render_missing
+from .tuning import tuning_view
+from .tuning_output import write_tuning
 
 EPILOG = """\
 The page, results/report/index.md (and index.html, the same page with its figures embedded: one file that opens
@@ -47,6 +49,12 @@ An lr search (conf/experiment/search_*.yaml, runs in results/search): --search w
 and the one with the best mean best-test value (the paper's rule), and whether they agree; --emit-best FILE writes
 the chosen setting of each cell as one line of adala-train overrides (the clean choice; --rule paper for the
 test-set one). With either, tables and figures are written only if --what asks for them.
+
+A tuning budget (conf/experiment/tune_*.yaml and defaults_*.yaml, runs in results/tuning): --tuning writes
+tuning.md, tuning.csv (per task, optimizer and budget k: the expected best validation value of k trials with its
+bootstrap band, and the test value of the trial it chooses), tuning_trials.csv, tuning_adala_vs_adabelief.csv and
+the figures, and nothing else unless --what asks; a full report whose runs hold tuning runs has the same view on its
+page (those runs are never in Tables 2-4).
 """
 
 
@@ -93,6 +101,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--search", action="store_true",
                         help="write search.md and search.csv: the lr each rule picks per (task, optimizer) in an lr "
                              "search (conf/experiment/search_*.yaml)")
+    parser.add_argument("--tuning", action="store_true",
+                        help="write the tuning view (tuning.md, tuning*.csv, figures): each optimizer's expected best "
+                             "validation value against the trial budget, beside its package defaults "
+                             "(conf/experiment/tune_*.yaml, defaults_*.yaml)")
     parser.add_argument("--emit-best", type=Path, default=None, metavar="FILE",
                         help="write the lr search's choice per (task, optimizer) to FILE, one line of adala-train "
                              "overrides each (the clean rule's unless --rule paper)")
@@ -142,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     reference = args.reference or default_reference_dir()
     if not args.runs.is_dir():
         parser.error(f"runs directory '{args.runs}' does not exist")
-    searching = (args.search or args.emit_best is not None) and args.explain is None
+    searching = (args.search or args.emit_best is not None or args.tuning) and args.explain is None
     what = args.what or ("none" if searching else "all")
     if what != "none" or args.explain is not None:
         try:
@@ -177,6 +189,13 @@ def main(argv: list[str] | None = None) -> int:
             except OSError as error:
                 parser.error(f"cannot write --emit-best file '{args.emit_best}' ({error.strerror})")
             written.append(args.emit_best)
+    tuning_figures: set[str] = set()
+    if args.explain is None and (args.tuning or (results is not None and results.tuning is not None)):
+        view = results.tuning if results is not None else tuning_view(frame)
+        files, tuning_figures, tuning_notes = write_tuning(view, args.out, draw=args.tuning or what != "tables")
+        written += files
+        for note in tuning_notes:
+            print(f"adala-report: note: {note}", file=sys.stderr)
     if results is not None:
         figures: set[str] | None = None
         notes: list[str] = []
@@ -188,12 +207,13 @@ def main(argv: list[str] | None = None) -> int:
             cross, cross_notes = write_crosstask_figures(results.cross, args.out)
             drawn, notes = drawn + cross, notes + cross_notes
             written += drawn
-            figures = {p.name for p in drawn}
+            figures = {p.name for p in drawn} | tuning_figures
             for note in notes:
                 print(f"adala-report: note: {note}", file=sys.stderr)
         written += write_page(page_blocks(results, figures, notes, report_files(args.out), args.x), args.out)
-    elif args.search and not (args.out / "index.md").exists():
-        # Only the lr search: a page listing its files, unless a full report's page is there already (kept).
+    elif (args.search or args.tuning) and not (args.out / "index.md").exists():
+        # Only the lr search or the tuning view: a page listing its files, unless a full report's page is there
+        # already (kept).
         written += write_page(page_blocks(None, None, [], report_files(args.out)), args.out)
     print(where(written, args.out))
     return 0

@@ -7,6 +7,7 @@
     mean_std   "mean ± std (n=k)"
     exact      a logged number exactly (shortest round-trip repr), integers without ".0"
     count      a count with its noun: "1 run", "3 cells"
+    unbounded  number, with +inf as "∞"
 """
 from __future__ import annotations
 
@@ -52,3 +53,8 @@ def exact(x) -> str:
 
 def count(k: int, noun: str) -> str:
     return f"{k} {noun}{'' if k == 1 else 's'}"
+
+
+def unbounded(x, spec: str = ".2f") -> str:
+    """A value that may be +inf (the worst a perplexity or an FID can be: a diverged run's, in the tuning view)."""
+    return "∞" if x == math.inf else number(x, spec)

@@ -25,6 +25,7 @@ from .page import Block, Bullets, Heading, Text, figure, to_html, to_markdown
 from .results import Results
 from .stats import COMPARISON_NOTE, comparison_table, flag_blocks, tally
 from .tables import missing_blocks, table_blocks
+from .tuning_output import tuning_blocks
 
 TITLE = "adala-bench report"
 # Which files each line of the page's file list holds (the first matching prefix wins).
@@ -36,6 +37,7 @@ FILE_GROUPS = {
     "Missing and flagged": ("missing",),
     "Figures": ("fig",),
     "lr search": ("search",),
+    "Tuning at an equal budget": ("tuning",),
     "Data": ("selected_runs", "runs"),
 }
 CROSS_TASK_FILES = ("ranks.csv", "performance_profile.csv", "performance_ratios.csv", "time_to_target.csv")
@@ -57,8 +59,9 @@ def page_blocks(results: Results | None, figures: set[str] | None, notes: list[s
     was not drawn; `files`: the other files written beside the page; `x`: the curves' x axis."""
     blocks: list[Block] = [Heading(1, TITLE)]
     if results is None:
-        blocks.append(Text("This run of adala-report wrote only the lr search (--search / --emit-best); "
-                           "`adala-report` without them writes the tables, figures and this page in full."))
+        blocks.append(Text("This run of adala-report wrote only the lr search or the tuning view (--search, "
+                           "--emit-best, --tuning); `adala-report` without them writes the tables, figures and this "
+                           "page in full."))
         return blocks + _files(files)
     blocks.append(Text(_scope(results)))
     blocks += _answer(results)
@@ -67,6 +70,8 @@ def page_blocks(results: Results | None, figures: set[str] | None, notes: list[s
         blocks.append(Text("As CSV: " + ", ".join(csvs) + "."))
     blocks += _tables(results, figures, x)
     blocks += matched_blocks(results.matched, results.rule, level=2)
+    if results.tuning is not None:
+        blocks += tuning_blocks(results.tuning, figures, level=2)
     blocks += _missing(results, figures, notes)
     return blocks + _files(files)
 
@@ -80,7 +85,9 @@ def _scope(r: Results) -> str:
     return (f"Runs in `{r.runs_dir}`, profile `{r.profile}`, selection rule `{r.rule}`: {len(runs)} runs "
             f"({int((states == 'completed').sum())} completed) of {count(optimizers, 'optimizer')} on "
             f"{runs['task'].nunique()} of the {len(TASKS)} tasks. Built from the run directories alone; index.html "
-            "is this page with its figures inside, one file to copy anywhere and open in a browser.")
+            "is this page with its figures inside, one file to copy anywhere and open in a browser."
+            + (f" The {count(int(r.tuning.trials['runs'].sum()), 'run')} of tuning sweeps and the defaults track are "
+               "in the tuning view below, not in Tables 2-4." if r.tuning is not None else ""))
 
 
 def _answer(r: Results) -> list[Block]:

@@ -79,7 +79,11 @@ def load_runs(runs_dir: Path | str) -> pd.DataFrame:
     root = Path(runs_dir)
     if not root.is_dir():
         raise FileNotFoundError(f"runs directory {str(root)!r} does not exist")
-    runs = find_run_dirs(root)
+    return load_run_paths(find_run_dirs(root))
+
+
+def load_run_paths(runs: list[RunPath]) -> pd.DataFrame:
+    """The long frame of these run directories (load_runs: of every run under a root)."""
     records = [read_run(r.path) for r in runs]
     status = [(record.state, record.reason) for record in records]
     run_of_row, metrics, corrupt = _read_metrics([r.path for r in runs])

@@ -11,6 +11,7 @@ from .matched import compute_matched
 from .select import choose_hparams, run_values
 from .stats import adala_vs_adabelief
 from .tables import build_cells
+from .tuning import TuningView, tuning_marks, tuning_view
 
 
 @dataclass
@@ -24,15 +25,20 @@ class Results:
     comparison: pd.DataFrame  # stats.adala_vs_adabelief
     matched: pd.DataFrame  # matched.compute_matched
     cross: CrossTask  # crosstask.cross_task: ranks, performance profile, time to target
+    tuning: TuningView | None  # tuning.tuning_view: the runs of tuning sweeps and of the defaults track
 
 
 def compute(frame: pd.DataFrame, paper: pd.DataFrame, rule: str, profile: str, runs_dir: Path,
             expected_seeds: int | None = None) -> Results:
-    """The report of the runs in `frame` under selection `rule`."""
+    """The report of the runs in `frame` under selection `rule`. The runs of a tuning sweep or of the defaults track
+    make the tuning view, never a cell of Tables 2-4 (they are not the paper's as-run protocol)."""
+    marks = tuning_marks(frame)
+    tuning = tuning_view(frame, marks)
+    frame = frame[~frame["run"].isin(marks["run"])]
     runs = choose_hparams(run_values(frame, rule))
     cells = build_cells(runs, paper, rule, expected_seeds)
     return Results(
         frame=frame, runs=runs, rule=rule, profile=profile, runs_dir=Path(runs_dir), cells=cells,
         comparison=adala_vs_adabelief(runs, cells), matched=compute_matched(frame, runs, rule),
-        cross=cross_task(frame, runs, cells),
+        cross=cross_task(frame, runs, cells), tuning=tuning,
     )

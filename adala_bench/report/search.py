@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import pandas as pd
 
 from adala_bench.catalog import FAMILIES, TASKS, optimizer_rows
@@ -29,7 +28,7 @@ from adala_bench.overrides import hydra_value
 from adala_bench.config import CUSTOM
 from adala_bench.records import DONE_STATES, read_run
 from .format import count, number
-from .select import check_rule, run_values
+from .select import best_validation, check_rule, run_values
 
 SEARCH_COLUMNS = [
     "task", "model", "optimizer", "metric", "val_metric", "n_tags", "lrs", "as_run_lr",
@@ -72,15 +71,7 @@ def _run_table(frame: pd.DataFrame) -> pd.DataFrame:
     for column in ("task", "optimizer", "hparams", "state", "run_dir"):
         runs[column] = runs[column].astype(object)
     family_of = runs["task"].map(lambda t: TASKS[t].family.name if t in TASKS else None)
-    runs["val"] = np.nan
-    for family in FAMILIES.values():
-        members = family_of == family.name
-        if family.val_metric is None or not members.any() or family.val_metric not in frame:
-            continue
-        rows = frame.loc[frame["run"].isin(runs.loc[members, "run"]), ["run", family.val_metric]]
-        grouped = rows.groupby("run")[family.val_metric]
-        best = grouped.max() if family.higher_is_better else grouped.min()
-        runs.loc[members, "val"] = runs.loc[members, "run"].map(best).to_numpy(dtype=float)
+    runs["val"] = best_validation(frame, runs)
     searched = {f.name for f in FAMILIES.values() if f.val_metric is not None}
     return runs[family_of.isin(searched)].reset_index(drop=True)
 

@@ -80,6 +80,22 @@ def run_values(frame: pd.DataFrame, rule: str) -> pd.DataFrame:
     return runs
 
 
+def best_validation(frame: pd.DataFrame, runs: pd.DataFrame) -> np.ndarray:
+    """Per row of `runs` (run_values' rows): the best validation value over the run's epochs (max val_acc, min
+    val_ppl: its family's val_metric and direction), NaN where it logged none or its family has none (the GANs)."""
+    best = np.full(len(runs), np.nan)
+    family_of = runs["task"].astype(object).map(lambda t: TASKS[t].family.name if t in TASKS else None)
+    for family in FAMILIES.values():
+        members = (family_of == family.name).to_numpy()
+        if family.val_metric is None or not members.any() or family.val_metric not in frame:
+            continue
+        rows = frame.loc[frame["run"].isin(runs.loc[members, "run"]), ["run", family.val_metric]]
+        grouped = rows.groupby("run")[family.val_metric]
+        by_run = grouped.max() if family.higher_is_better else grouped.min()
+        best[members] = runs.loc[members, "run"].map(by_run).to_numpy(dtype=float)
+    return best
+
+
 def _first_best(frame: pd.DataFrame, rows: np.ndarray, column: str, higher_is_better: bool) -> pd.Series:
     """Per run among `rows` (a mask), the position of its first best non-NaN `column` value; runs without one
     are absent."""

@@ -8,9 +8,10 @@ from __future__ import annotations
 import pytest
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
-from adala_bench.config import ConfigError
+from adala_bench.config import ConfigError, RunConfig
 from adala_bench.overrides import check_groups, hydra_string, hydra_value, override_args, sweep_jobs
 from adala_bench.sweep_runs import sweep_cells
+from helpers import compose
 
 
 def test_choice_glob_range_and_commas_expand_as_hydra_expands_them():
@@ -37,7 +38,8 @@ def test_hydras_own_overrides_change_how_a_sweep_runs_not_its_runs():
     (["task=cifar10_vgg12"], "unknown task 'cifar10_vgg12'; allowed: cifar10_densenet121, cifar10_resnet34, "),
     (["optimizer=choice(adam,lamb)"], "unknown optimizer 'lamb'; allowed: adabelief, "),
     (["profile=tiny"], "unknown profile 'tiny'; allowed: fast, paper, smoke"),
-    (["+experiment=table9"], "unknown experiment 'table9'; allowed: search_cifar10, "),
+    (["track=tuned"], "unknown track 'tuned'; allowed: defaults"),
+    (["+experiment=table9"], "unknown experiment 'table9'; allowed: defaults_cifar10, defaults_gan, "),
     (["optimizer=choice(adam"], "cannot read the override 'optimizer=choice(adam'"),
     (["seed=interval(0,1)"], "BasicSweeper does not support sweep type : INTERVAL_SWEEP"),
 ])
@@ -87,3 +89,33 @@ def test_plain_names_and_paths_stay_bare():
 @pytest.mark.parametrize("value", [1e-3, 30, 0.00030000000000000003, True, None, [0.9, 0.999], "null", "a\\b"])
 def test_a_config_value_parses_back_to_itself(value):
     assert parsed(hydra_value(value)) == value
+
+
+def test_a_tuning_sweeps_trial_range_reads_the_budget_as_hydras_basic_sweeper_does():
+    """conf/experiment/tune_*.yaml sweep `trial: range(0,${trials})`: the interpolation is resolved in the sweep's
+    config, so `trials=` on the command line sets the budget (Hydra's own sweeper: tests/e2e/test_tuning_sweep.py)."""
+    jobs = sweep_jobs(["+experiment=tune_cifar10", "trials=3", "task=cifar10_vgg11", "optimizer=adam,sgd", "seed=0,1"])
+    assert [job[:3] for job in jobs[:3]] == [["task=cifar10_vgg11", "optimizer=adam", "trial=0"]] * 2 + [
+        ["task=cifar10_vgg11", "optimizer=adam", "trial=1"]]
+    assert len(jobs) == 2 * 3 * 2
+    assert len(sweep_jobs(["+experiment=tune_ptb", "task=ptb_lstm1", "seed=0"])) == 10 * 16  # the default budget
+
+
+@pytest.mark.parametrize("args", [["+experiment=tune_gan", "trials=0"], ["trials=0"],
+                                  ["+experiment=tune_ptb", "trials=-1"]])
+def test_a_budget_of_no_trials_is_refused_before_anything_runs(args):
+    message = f"trials={args[-1].split('=')[1]} is not allowed; it must be an integer ≥ 1"
+    with pytest.raises(ConfigError, match=message):
+        check_groups(args)  # what adala-train checks before Hydra sweeps nothing
+    with pytest.raises(ConfigError, match=message):
+        sweep_jobs(args)
+
+
+def test_a_tuning_sweeps_cells_are_the_runs_adala_train_names():
+    args = ["+experiment=tune_cifar10", "trials=3", "task=cifar10_vgg11", "optimizer=adala,fromage", "seed=0,1"]
+    cells = sweep_cells(args)
+    assert [(c.optimizer, c.variant, c.seeds) for c in cells] == [
+        (optimizer, f"trial={i}", [0, 1]) for optimizer in ("adala", "fromage") for i in range(3)]
+    named = [RunConfig.of(compose(*[o for o in job if not o.startswith("seed=")])).path.parent
+             for job in sweep_jobs(args)[::2]]
+    assert [cell.path(0).parent for cell in cells] == named and len(set(named)) == 6

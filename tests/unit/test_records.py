@@ -39,3 +39,17 @@ def test_without_a_config_neither_is_known(tmp_path):
     record = read_run(tmp_path)
     assert not (tmp_path / CONFIG_FILE).exists()
     assert (record.profile, record.data_source) == (None, None)
+
+
+@pytest.mark.parametrize("overrides, expected", [
+    (("+experiment=tune_ptb", "task=ptb_lstm1", "optimizer=adala", "trial=3"), {"track": "tuned", "trial": "3"}),
+    (("+experiment=defaults_gan", "task=gan_wgan", "optimizer=sgd"), {"track": "defaults"}),
+    (("task=cifar10_vgg11",), {}),
+])
+def test_the_tuning_block_is_read_as_a_yaml_parse_reads_it(tmp_path, overrides, expected):
+    from adala_bench.config import RunConfig
+
+    RunDir(tmp_path).write_config(RunConfig.of(compose(*overrides)).recorded())  # as adala-train writes it
+    record = read_run(tmp_path)
+    assert record.tuning == expected
+    assert record.tuning == {key: str(value) for key, value in (record.config.get("tuning") or {}).items()}
