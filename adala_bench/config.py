@@ -11,7 +11,9 @@ The run directory is named from the resolved config, never from a timestamp:
 in a digest of everything else that changes what the run computes; seed, device, data root, results root and logger
 are left out. `trainer.lookahead_batch` counts only for an optimizer that takes the look-ahead closure and is spelled
 among its hyperparameters (as `optimizer.lookahead_batch`, where it stood when the names were first given); the
-speed switches count only where they differ from the paper's protocol, and then the tag says `fast`.
+speed switches count only where they differ from the paper's protocol, and then the tag says `fast`. A hyperparameter
+added after the names were given (LATER_HPARAMS) names a run only away from its default, so that every run named
+before keeps its directory.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,6 +40,8 @@ NOT_HPARAMS = ("name",)
 # Keys that decide where files go or what hardware runs, not what is computed: left out of the run's identity.
 NON_IDENTITY_KEYS = ("seed", "device", "data.root", "results", "logger")
 FAST_MARK = "fast"
+# Optimizer hyperparameters added after the run names were first given, with the default that names nothing.
+LATER_HPARAMS = {"adala": {"lookahead_weight": 1.0}}
 
 
 class ConfigError(ValueError):
@@ -213,6 +218,10 @@ def run_identity(cfg: DictConfig, takes_lookahead: bool) -> dict[str, Any]:
     if "lr_scale" in identity:
         raise ValueError("lr_scale is still in the config: name the run from RunConfig.of(cfg), which turns it into "
                          "the lr it means")
+    optimizer = identity["optimizer"]
+    for key, default in LATER_HPARAMS.get(optimizer["name"], {}).items():
+        if optimizer.get(key) == default:
+            del optimizer[key]
     trainer = identity.pop("trainer", {})
     lookahead_batch = trainer.pop("lookahead_batch", "next")
     if takes_lookahead:
@@ -240,6 +249,16 @@ def hparam_tag(identity: dict[str, Any]) -> str:
 def is_fast_tag(tag: str) -> bool:
     """Whether a run directory's hparam tag is that of a run with a speed switch on (see hparam_tag)."""
     return FAST_MARK in tag.split("-")
+
+
+_LOOKAHEAD_WEIGHT = re.compile(r"(?:^|-)lookahead_weight(\d[\d.]*(?:e[+-]\d+)?)-")
+
+
+def lookahead_weight_of_tag(tag: str) -> float:
+    """The lookahead_weight an AdaLA run directory's hparam tag spells out (see hparam_tag); 1, AdaLA's default,
+    where it spells none."""
+    match = _LOOKAHEAD_WEIGHT.search(tag)
+    return float(match[1]) if match else LATER_HPARAMS["adala"]["lookahead_weight"]
 
 
 def _short(value: Any) -> str:
