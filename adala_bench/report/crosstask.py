@@ -7,7 +7,6 @@ blocks.
                          ran, and how many of those it has a value on
     profile_ratios       per task, each optimizer's value as a cost (lower is better) over the best cost
     performance_profile  AlgoPerf's summary: the fraction of tasks whose ratio is within a factor tau of the best
-    reach_times          per task, AdaBelief's final value (the target), and the first row where each run reaches it
     time_to_target       per task, the gradient evaluations and wall time each optimizer needs to first reach
                          AdaBelief's final value
     cross_task           all of the above for one report, computed once (a CrossTask)
@@ -124,37 +123,30 @@ def performance_profile(ratios: pd.DataFrame, tasks: int | None = None) -> pd.Da
     return profile
 
 
-def reach_times(frame: pd.DataFrame, runs: pd.DataFrame) -> tuple[pd.Series, pd.DataFrame]:
-    """The targets and who reaches them. targets: per task with a used AdaBelief run, the mean over those runs of
-    their final value (the metric at the last epoch that logged it). first: per used run of a task with a target,
-    its first logged row at or past the target (at least it where higher is better, at most it otherwise): run,
-    task, optimizer, epoch, grad_evals, wall_s; a run that never reaches it has no row. GANs: FID on `fid_curve`
-    before the last epoch and `fid` at it."""
+def time_to_target(frame: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
+    """Per task with a used AdaBelief run: target = mean over those runs of their final value (the metric at the
+    last epoch that logged it); per optimizer, over the runs its table cell averages, the first epoch each run
+    reaches the target (at least it where higher is better, at most it otherwise), and the mean over the runs
+    that reach it of that epoch, of the gradient evaluations and of the wall time; `n` runs, `reached` of them.
+    `*_vs_adabelief` divides by AdaBelief's own mean. GANs: FID on `fid_curve` before the last epoch and `fid`
+    at it."""
     used = runs[runs["used"] & runs["table"].notna()]
     rows = frame[frame["run"].isin(used["run"])]
-    value = _metric_series(rows)
+    value = metric_series(rows)
     keep = ~np.isnan(value)
     rows = rows.loc[keep, ["run", "task", "optimizer", "epoch", "grad_evals", "wall_s"]].assign(value=value[keep])
     rows["task"], rows["optimizer"] = rows["task"].astype(object), rows["optimizer"].astype(object)
     final = rows.drop_duplicates("run", keep="last")
     targets = final[final["optimizer"] == TARGET_OPTIMIZER].groupby("task")["value"].mean()
-    rows = rows[rows["task"].isin(targets.index)]
+    if targets.empty:
+        return pd.DataFrame(columns=TARGET_COLUMNS)
+
     target = rows["task"].map(targets).to_numpy(dtype=float)
     higher = rows["task"].map(_HIGHER_IS_BETTER).to_numpy(dtype=bool)
     slack = 1e-9 * np.maximum(1.0, np.abs(target))  # a mean of equal values may round a hair past them
     reached = np.where(higher, rows["value"] >= target - slack, rows["value"] <= target + slack)
-    first = rows[reached].drop_duplicates("run", keep="first").drop(columns="value")
-    return targets, first
+    first = rows[reached].drop_duplicates("run", keep="first")
 
-
-def time_to_target(frame: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
-    """Per task with a target (reach_times), per optimizer over the runs its table cell averages: `n` runs,
-    `reached` of them, and the mean over the runs that reach the target of the epoch they first do, of the gradient
-    evaluations and of the wall time. `*_vs_adabelief` divides by AdaBelief's own mean."""
-    targets, first = reach_times(frame, runs)
-    if targets.empty:
-        return pd.DataFrame(columns=TARGET_COLUMNS)
-    used = runs[runs["used"] & runs["table"].notna()]
     cell_runs = used.assign(task=used["task"].astype(object), optimizer=used["optimizer"].astype(object))
     cell_runs = cell_runs[cell_runs["task"].isin(targets.index)]
     counts = cell_runs.groupby(["task", "optimizer"]).size().rename("n")
@@ -176,7 +168,7 @@ def time_to_target(frame: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
     return out[TARGET_COLUMNS].reset_index(drop=True)
 
 
-def _metric_series(rows: pd.DataFrame) -> np.ndarray:
+def metric_series(rows: pd.DataFrame) -> np.ndarray:
     """Each row's value of its task's metric; for GANs `fid` where logged (the last epoch), else `fid_curve`."""
     value = np.full(len(rows), np.nan)
     task = rows["task"].astype(object).to_numpy()
