@@ -103,25 +103,28 @@ def oscillations(frame: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
             take = metric == name
             value[take] = rows[name].to_numpy(dtype=float)[take]
     measured = ~np.isnan(value)
-    run, value = rows["run"].to_numpy()[measured], value[measured]
-
-    starts = np.flatnonzero(np.r_[True, run[1:] != run[:-1]]) if len(run) else np.zeros(0, dtype=int)
-    sizes = np.diff(np.r_[starts, len(run)])  # E of each run
-    from_end = np.repeat(starts + sizes, sizes) - np.arange(len(run))  # 1 for a run's last measurement
-    window = np.repeat(-(-sizes // 4) + 1, sizes)  # ⌈E/4⌉ + 1
-    # change i → i+1 counts where both are in the window: i+1 then is too, as it is nearer the end
-    counted = np.r_[(from_end[:-1] <= window[:-1]) & (run[1:] == run[:-1]), False] if len(run) else measured[:0]
-    changes = np.where(counted, np.abs(np.diff(value, append=np.nan)), 0.0)
-    total = np.add.reduceat(changes, starts) if len(run) else np.zeros(0)
-    oscillation = total / np.maximum(-(-sizes // 4), 1)
-
     out = pd.DataFrame({"run": runs["run"].to_numpy(), "metric": metric_of_run.to_numpy()})
-    found = pd.DataFrame({"measurements": sizes, "oscillation": oscillation}, index=run[starts])
-    out = out.join(found, on="run")
+    out = out.join(_late_changes(rows["run"].to_numpy()[measured], value[measured]), on="run")
     out["measurements"] = out["measurements"].fillna(0).astype(int)
     enough = out["measurements"] >= family.map(MIN_MEASUREMENTS).to_numpy()
     out["oscillation"] = out["oscillation"].where(enough)
     return out
+
+
+def _late_changes(run: np.ndarray, value: np.ndarray) -> pd.DataFrame:
+    """Per run (its values in order, runs one after another): E, its number of values, and the mean absolute
+    change between neighbours among its last ⌈E/4⌉ + 1 values."""
+    if not len(run):
+        return pd.DataFrame({"measurements": [], "oscillation": []})
+    starts = np.flatnonzero(np.r_[True, run[1:] != run[:-1]])
+    sizes = np.diff(np.r_[starts, len(run)])  # E
+    changes_kept = -(-sizes // 4)  # ⌈E/4⌉
+    from_end = np.repeat(starts + sizes, sizes) - np.arange(len(run))  # 1 for a run's last value
+    # the change from value i to i+1 counts where i is in the window (i+1, nearer the end, then is too)
+    counted = np.r_[(from_end[:-1] <= np.repeat(changes_kept + 1, sizes)[:-1]) & (run[1:] == run[:-1]), False]
+    changes = np.where(counted, np.abs(np.diff(value, append=np.nan)), 0.0)
+    oscillation = np.add.reduceat(changes, starts) / changes_kept
+    return pd.DataFrame({"measurements": sizes, "oscillation": oscillation}, index=run[starts])
 
 
 # --- the statistics --------------------------------------------------------------------------------------------
@@ -227,7 +230,8 @@ FASTER_EVALS = Claim(
     "contradicted: AdaLA needs more gradient evaluations")
 FASTER_WALL = Claim(
     "Faster convergence (wall time)", "§6; §7", "AdaLA leads to improved convergence",
-    "expected wall seconds to reach AdaBelief's final value, {a} / {b}, geometric mean over the tasks", "ratio", -1, "supported: AdaLA reaches it sooner", "contradicted: AdaLA takes longer to reach it")
+    "expected wall seconds to reach AdaBelief's final value, {a} / {b}, geometric mean over the tasks", "ratio", -1,
+    "supported: AdaLA reaches it sooner", "contradicted: AdaLA takes longer to reach it")
 COST = Claim(
     "Longer training times", "§6; §7",
     "AdaLA [...] leads to longer training times as a result of \"looking ahead\"",
@@ -433,8 +437,8 @@ def _cost_row(sides: pd.DataFrame) -> dict:
     ratio, low, high = stratified_bootstrap(samples, statistic)
     row.update(value_a=_geomean([x.mean() for x in samples[0::2]]), value_b=_geomean([x.mean() for x in samples[1::2]]))
     evals = sides["grad_evals_per_epoch"].to_numpy(dtype=float)
-    row["measure"] += (f" (gradient evaluations per epoch: "
-                       f"{times(_geomean([evals[a].mean() / evals[b].mean() for a, b in zip(positions[0::2], positions[1::2])]))})")
+    evals_ratio = _geomean([evals[a].mean() / evals[b].mean() for a, b in zip(positions[0::2], positions[1::2])])
+    row["measure"] += f" (gradient evaluations per epoch: {times(evals_ratio)})"
     return _ratio_end(row, COST, sides, tasks, positions, ratio, low, high)
 
 
@@ -563,7 +567,8 @@ def _mix(sides: pd.DataFrame, tasks: set[str]) -> pd.DataFrame:
 
 
 def _mean_std(prefix: str, x: np.ndarray) -> dict:
-    return {f"{prefix}_mean": x.mean() if len(x) else math.nan, f"{prefix}_std": x.std(ddof=1) if len(x) >= 2 else math.nan}
+    return {f"{prefix}_mean": x.mean() if len(x) else math.nan,
+            f"{prefix}_std": x.std(ddof=1) if len(x) >= 2 else math.nan}
 
 
 def _holm_words(comparison: pd.DataFrame) -> str:
@@ -641,14 +646,14 @@ def _claim_cells(r) -> list[str]:
     def value(x: float) -> str:
         return "∞ (not reached on a task)" if x == math.inf else number(x, spec)
 
-    effect = _effect_text if r.verdict != "no data" else (lambda x, kind: MISSING)
-    interval = "" if r.verdict == "no data" else f" [{_effect_text(r.ci_low, r.effect_kind)}, " \
-                                                   f"{_effect_text(r.ci_high, r.effect_kind)}]"
+    effect = MISSING if r.verdict == "no data" else (
+        f"{_effect_text(r.effect, r.effect_kind)} [{_effect_text(r.ci_low, r.effect_kind)}, "
+        f"{_effect_text(r.ci_high, r.effect_kind)}]")
     scope = f"; over {count(r.tasks, 'task')}" if r.tasks else ""
     left = f"; left out: {r.left_out}" if r.tasks and r.left_out else ""
     return [r.claim, f"\u201c{r.paper_words}\u201d ({r.section})", f"{r.measure}{scope}{left}",
             f"{r.side_a} {value(r.value_a)}", f"{r.side_b} {value(r.value_b)}",
-            effect(r.effect, r.effect_kind) + interval, r.verdict_text, _settle(r)]
+            effect, r.verdict_text, _settle(r)]
 
 
 def _settle(r) -> str:
@@ -691,7 +696,7 @@ def _fix_blocks(view: Claims, rule: str, figures: set[str] | None, level: int) -
         Text("AdaLA's belief residual blended with AdaBelief's (`optimizer.lookahead_weight=w`, docs/ADALA.md step "
              "5): w = 1 is AdaLA, w = 0 AdaBelief's residual through AdaLA's code; AdaBelief's own runs beside "
              "them. `adala-train --multirun +experiment=claims_mix` runs w = 0, 0.25, 0.5, 0.75 and 1 on every "
-             "task."),
+             "task. The runs at w < 1 are never a table cell's: only this view reads them."),
     ]
     mix = view.mix
     if mix.empty:

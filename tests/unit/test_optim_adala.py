@@ -286,7 +286,7 @@ def test_lookahead_weight_zero_asks_the_trainer_for_no_lookahead_pass():
     zero_state, ema_state = final_state(zero, zero_progress), final_state(ema, ema_progress)
     assert_same(zero_state["models"], ema_state["models"])
     for player in ("a", "b"):  # the step's state; the hyperparameters they were built from differ in name only
-        assert_same(zero_state["optimizers"][player]["state"]["state"], ema_state["optimizers"][player]["state"]["state"])
+        assert_same(*(state["optimizers"][player]["state"]["state"] for state in (zero_state, ema_state)))
     assert_same(zero_state["progress"], ema_state["progress"])  # every metric but the wall times
 
 
