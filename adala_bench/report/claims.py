@@ -413,6 +413,8 @@ def _time_row(claim: Claim, sides: pd.DataFrame, curves: dict) -> dict:
     ratio, low, high = stratified_bootstrap(identity, statistic)
     observed = times_([x[None, :] for x in identity])
     row.update(value_a=_geomean([ta[0] for ta, _ in observed]), value_b=_geomean([tb[0] for _, tb in observed]))
+    if never := [TASKS[task].model for task, (ta, _) in zip(tasks, observed) if ta[0] == math.inf]:
+        row["measure"] += f"; no AdaLA run reached it on {', '.join(never)}"
     return _ratio_end(row, claim, sides, tasks, positions, ratio, low, high)
 
 
@@ -670,7 +672,7 @@ def _seeds(seeds: float, hours: float) -> str:
         return MISSING
     if math.isinf(seeds):
         return "never (no difference)"
-    return f"{seeds:.0f} seeds per side (+{number(hours, '.2g')} GPU-h)"
+    return f"{seeds:.0f} seeds per side ({'+' + number(hours, '.2g') + ' GPU-h' if hours > 0 else 'there now'})"
 
 
 def _instability_blocks(view: Claims, level: int) -> list[Block]:
