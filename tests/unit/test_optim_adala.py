@@ -203,6 +203,15 @@ def test_foreach_and_per_tensor_paths_agree_bit_for_bit(residual, dtype):
     assert not torch.equal(fast_params[0], run_twin(None, residual, dtype, steps=0)[0][0])
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_foreach_and_per_tensor_paths_agree_bit_for_bit_on_a_blended_residual(dtype):
+    fast_params, fast = run_twin(None, "lookahead", dtype, lookahead_weight=0.5)
+    loop_params, loop = run_twin(False, "lookahead", dtype, lookahead_weight=0.5)
+    for a, b in zip(fast_params, loop_params):
+        assert torch.equal(a, b) and torch.equal(fast.state[a]["exp_avg_var"], loop.state[b]["exp_avg_var"])
+    assert not torch.equal(fast_params[0], run_twin(None, "lookahead", dtype)[0][0])  # not AdaLA's own step
+
+
 def test_a_parameter_the_closure_leaves_without_gradient_counts_as_zero_gradient():
     def one_step(closure_sets_zeros: bool):
         used, unused = nn.Parameter(torch.ones(3)), nn.Parameter(torch.full((2,), 2.0))

@@ -37,7 +37,7 @@ def test_hydras_own_overrides_change_how_a_sweep_runs_not_its_runs():
     (["task=cifar10_vgg12"], "unknown task 'cifar10_vgg12'; allowed: cifar10_densenet121, cifar10_resnet34, "),
     (["optimizer=choice(adam,lamb)"], "unknown optimizer 'lamb'; allowed: adabelief, "),
     (["profile=tiny"], "unknown profile 'tiny'; allowed: fast, paper, smoke"),
-    (["+experiment=table9"], "unknown experiment 'table9'; allowed: search_cifar10, "),
+    (["+experiment=table9"], "unknown experiment 'table9'; allowed: claims_mix, search_cifar10, "),
     (["optimizer=choice(adam"], "cannot read the override 'optimizer=choice(adam'"),
     (["seed=interval(0,1)"], "BasicSweeper does not support sweep type : INTERVAL_SWEEP"),
 ])
