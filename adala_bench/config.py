@@ -13,7 +13,8 @@ and a tuning run's `tuning` record (its track and trial: a trial is named by the
 `trainer.lookahead_batch` counts only for an optimizer that takes the look-ahead closure and is spelled
 among its hyperparameters (as `optimizer.lookahead_batch`, where it stood when the names were first given); the
 speed switches count only where they differ from the paper's protocol, and then the tag says `fast`;
-`trainer.deterministic` counts only when true, and then the tag says `det`.
+`trainer.deterministic` counts only when true, and then the tag says `det`. A hyperparameter added after the names
+were given (LATER_HPARAMS) names a run only away from its default, so that every run named before keeps its directory.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,6 +45,8 @@ NOT_HPARAMS = ("name",)
 NON_IDENTITY_KEYS = ("seed", "device", "data.root", "results", "logger", "tuning")
 FAST_MARK = "fast"
 DETERMINISTIC_MARK = "det"  # trainer.deterministic=true
+# Optimizer hyperparameters added after the run names were first given, with the default that names nothing.
+LATER_HPARAMS = {"adala": {"lookahead_weight": 1.0}}
 
 
 class ConfigError(ValueError):
@@ -260,6 +264,10 @@ def run_identity(cfg: DictConfig, takes_lookahead: bool) -> dict[str, Any]:
     if "lr_scale" in identity:
         raise ValueError("lr_scale is still in the config: name the run from RunConfig.of(cfg), which turns it into "
                          "the lr it means")
+    optimizer = identity["optimizer"]
+    for key, default in LATER_HPARAMS.get(optimizer["name"], {}).items():
+        if optimizer.get(key) == default:
+            del optimizer[key]
     trainer = identity.pop("trainer", {})
     lookahead_batch = trainer.pop("lookahead_batch", "next")
     if takes_lookahead:
@@ -292,6 +300,16 @@ def hparam_tag(identity: dict[str, Any]) -> str:
 def is_fast_tag(tag: str) -> bool:
     """Whether a run directory's hparam tag is that of a run with a speed switch on (see hparam_tag)."""
     return FAST_MARK in tag.split("-")
+
+
+_LOOKAHEAD_WEIGHT = re.compile(r"(?:^|-)lookahead_weight(\d[\d.]*(?:e[+-]\d+)?)-")
+
+
+def lookahead_weight_of_tag(tag: str) -> float:
+    """The lookahead_weight an AdaLA run directory's hparam tag spells out (see hparam_tag); 1, AdaLA's default,
+    where it spells none."""
+    match = _LOOKAHEAD_WEIGHT.search(tag)
+    return float(match[1]) if match else LATER_HPARAMS["adala"]["lookahead_weight"]
 
 
 def _short(value: Any) -> str:

@@ -59,16 +59,21 @@ def survey(cells: list[Cell]) -> list[Estimate]:
     estimates = []
     for cell in cells:
         estimate = Estimate(cell, [read_run(path) for path in cell.paths])
-        measured = [s for s in map(seconds_per_epoch, estimate.records) if s]
-        if measured:
-            estimate.seconds_per_epoch = sum(measured) / len(measured)
-            estimate.source = f"measured (n={len(measured)})"
-        else:
-            lookahead = cell.run.takes_lookahead
-            estimate.seconds_per_epoch = DEFAULT_SECONDS_PER_EPOCH[cell.family] * (LOOKAHEAD_FACTOR if lookahead else 1)
-            estimate.source = "guess" + (f" x{LOOKAHEAD_FACTOR} look-ahead" if lookahead else "")
+        estimate.seconds_per_epoch, estimate.source = estimated_seconds_per_epoch(
+            estimate.records, cell.family, cell.run.takes_lookahead)
         estimates.append(estimate)
     return estimates
+
+
+def estimated_seconds_per_epoch(records: list[RunRecord], family: str, takes_lookahead: bool) -> tuple[float, str]:
+    """(seconds per epoch, where it comes from) for runs of one config: the mean over its finished runs, or the task
+    family's guess (doubled for an optimizer that takes the look-ahead closure) where none has finished."""
+    measured = [s for s in map(seconds_per_epoch, records) if s]
+    if measured:
+        return sum(measured) / len(measured), f"measured (n={len(measured)})"
+    factor = LOOKAHEAD_FACTOR if takes_lookahead else 1
+    return DEFAULT_SECONDS_PER_EPOCH[family] * factor, "guess" + (f" x{LOOKAHEAD_FACTOR} look-ahead" if factor > 1
+                                                                   else "")
 
 
 def seconds_per_epoch(record: RunRecord) -> float | None:

@@ -4,6 +4,7 @@ Writes the run directories to a temporary folder (not timed), then times, on the
 - report: adala_bench.report's bulk loader + selection + Tables 2-4 (cells, with each cell's run directories and
   epochs, and Markdown/LaTeX);
 - the cross-task view on that frame (ranks, performance profile, time to AdaBelief's final value), shown apart;
+- the claims view on that frame (the oscillation of every run, the bootstrap intervals), shown apart;
 - baseline: the plain way (yaml config, status JSON, json.loads per metrics line, one DataFrame), followed by
   the same tabulation.
 Both must give the same table cells.
@@ -25,6 +26,7 @@ import pandas as pd
 import yaml
 
 from adala_bench.catalog import OPTIMIZER_ORDER, TABLES, TASKS, default_reference_dir
+from adala_bench.report.claims import RESAMPLES, claims_view
 from adala_bench.report.crosstask import performance_profile, profile_ratios, rank_table, ranks, time_to_target
 from adala_bench.report.load import RUN_COLUMNS, find_run_dirs, load_runs
 from adala_bench.report.reference import paper_values
@@ -33,6 +35,7 @@ from adala_bench.store import METRICS_FILE as METRICS
 from adala_bench.store import layout_path
 from adala_bench.store import STATUS_FILE as STATUS
 from adala_bench.report.select import choose_hparams, run_values
+from adala_bench.report.stats import adala_vs_adabelief
 from adala_bench.report.tables import build_cells, render_latex, render_markdown
 
 
@@ -113,6 +116,12 @@ def cross_task(frame: pd.DataFrame, cells: pd.DataFrame) -> pd.DataFrame:
     return time_to_target(frame, choose_hparams(run_values(frame, "paper")))
 
 
+def claims(frame: pd.DataFrame, cells: pd.DataFrame) -> pd.DataFrame:
+    """The page's claims view: every claim's interval, instability.csv's oscillations (on the whole frame)."""
+    runs = choose_hparams(run_values(frame, "paper"))
+    return claims_view(frame, runs, adala_vs_adabelief(runs, cells), "paper").rows
+
+
 def timed(function, *args):
     """(wall seconds, CPU seconds of this process, all threads), result."""
     wall, cpu = time.perf_counter(), time.process_time()
@@ -136,6 +145,7 @@ def main() -> None:
         (load_s, load_cpu), frame = timed(load_runs, root)
         (table_s, table_cpu), cells = timed(tabulate, frame, paper)
         (cross_s, cross_cpu), ttt = timed(cross_task, frame, cells)
+        (claims_s, claims_cpu), rows = timed(claims, frame, cells)
         (base_load_s, _), base_frame = timed(baseline_load, root)
         (base_table_s, _), base_cells = timed(tabulate, base_frame, paper)
         same = np.allclose(cells["mean"], base_cells["mean"], equal_nan=True) and cells["n"].equals(base_cells["n"])
@@ -151,6 +161,8 @@ def main() -> None:
               f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores); tables identical to baseline: {same}")
         print(f"report cross-task view (ranks, performance profile, time-to-target over {len(ttt)} cells): "
               f"{cross_s:.2f} s (cpu {cross_cpu:.2f} s); load+tabulate+cross-task {total + cross_s:.2f} s")
+        print(f"report claims view ({len(rows)} claims, {RESAMPLES} bootstrap resamples each): {claims_s:.2f} s "
+              f"(cpu {claims_cpu:.2f} s)")
     finally:
         if args.keep is None:
             shutil.rmtree(root, ignore_errors=True)

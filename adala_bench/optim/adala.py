@@ -5,10 +5,11 @@ One step, entered with p.grad = g_t (α lr, λ weight decay, bc1 = 1 − β1^t, 
   2. tentative: s' = β2 s + (1 − β2)(g − m)² + ε,  θ' = θ − (α/bc1) · m / (sqrt(s')/sqrt(bc2) + ε)
   3. closure() at θ' gives g' = ∇f(θ') + λθ'
   4. θ is restored bit for bit from a copy
-  5. s ← β2 s + (1 − β2)(g − g')² + ε
+  5. s ← β2 s + (1 − β2)(g − (w·g' + (1 − w)·m))² + ε,  w = lookahead_weight (1: the residual g − g')
   6. θ ← θ − (α/bc1) · m / (sqrt(s)/sqrt(bc2) + ε)
 residual="ema" puts (g − m) in step 5 and skips steps 2-4: that is adabelief-pytorch 0.0.5
-(weight_decouple=False, rectify=False, amsgrad=False).
+(weight_decouple=False, rectify=False, amsgrad=False). lookahead_weight=0 is that same step (no closure), and a
+weight in between blends the two residuals, as the paper's §7 proposes: w(g − g') + (1 − w)(g − m).
 
 The arithmetic is regrouped to save passes over memory; results differ from the lines above only by rounding:
 - ε enters the stored s first (s ← β2 s + ε), so the tentative s' and the new s are each one addcmul away;
@@ -31,9 +32,11 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
-from .common import check_hparams, group_tensors, params_with_grad
+from .common import HparamError, check_hparams, group_tensors, params_with_grad
 
 RESIDUALS = ("lookahead", "ema")
+# Keys every param group must share with the optimizer: they decide whether a step takes the closure.
+SHARED_KEYS = ("residual", "lookahead_weight")
 
 
 _OP_NAMES = ("add_", "addcdiv_", "addcmul_", "copy_", "lerp_", "mul_", "sqrt_", "sub_")
@@ -127,30 +130,49 @@ def _tentative_step(b: _Batch) -> None:
 
 
 def _lookahead_step(b: _Batch, lookahead_grads: list[Tensor]) -> None:
-    """Steps 4-6, with p = θ' on entry: residual g − g', restore θ, new s, real update."""
+    """Steps 4-6, with p = θ' on entry: residual g − g' (blended with g − m below weight 1), restore θ, new s, real
+    update."""
+    weight = b.group["lookahead_weight"]
+    if weight != 1:
+        b.ops.sub_into(b.works, b.grads, b.exp_avgs)  # g − m, while g is still there (the work buffer is free now)
     residuals = b.grads  # g is not needed after this, so its buffer takes the residual
     b.ops.sub_(residuals, lookahead_grads)
     if b.group["weight_decay"] != 0 and not b.group["weight_decouple"]:
         b.ops.add_(residuals, b.params, alpha=-b.group["weight_decay"])  # g' includes λθ'
+    if weight != 1:
+        b.ops.lerp_(residuals, b.works, 1 - weight)  # w(g − g') + (1 − w)(g − m) = g − (w·g' + (1 − w)·m)
     b.ops.copy_(b.params, b.backups)
     _commit_belief_and_descend(b, residuals)
+
+
+def check_lookahead_weight(weight: Any, residual: str) -> None:
+    """HparamError naming lookahead_weight unless it is a number in [0, 1], and 1 where the residual is ema."""
+    if not (isinstance(weight, (int, float)) and not isinstance(weight, bool) and 0 <= weight <= 1):
+        raise HparamError(f"lookahead_weight={weight!r} is not allowed; it must be a number in [0, 1]")
+    if residual == "ema" and weight != 1:
+        raise HparamError(f"lookahead_weight={weight!r} is not allowed with residual='ema' (which is "
+                          "lookahead_weight=0); give one of them")
 
 
 class AdaLA(Optimizer):
     """AdaBelief with a look-ahead belief residual (g − g'); see the module docstring.
 
-    step(closure) needs a closure (residual="lookahead") that zeroes the gradients, evaluates the loss at the
-    current parameters and back-propagates it; the caller picks its minibatch and handles model buffers.
+    step(closure) needs a closure (residual="lookahead" and lookahead_weight > 0) that zeroes the gradients,
+    evaluates the loss at the current parameters and back-propagates it; the caller picks its minibatch and handles
+    model buffers.
     """
 
     def __init__(self, params: Iterable[Tensor] | Iterable[dict[str, Any]], lr: float = 1e-3,
                  betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8, weight_decay: float = 0,
-                 weight_decouple: bool = False, residual: str = "lookahead", foreach: bool | None = None) -> None:
+                 weight_decouple: bool = False, residual: str = "lookahead", lookahead_weight: float = 1.0,
+                 foreach: bool | None = None) -> None:
         check_hparams(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
         if residual not in RESIDUALS:
             raise ValueError(f"invalid residual {residual!r}: allowed: {', '.join(RESIDUALS)}")
+        check_lookahead_weight(lookahead_weight, residual)
         defaults = dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay,
-                        weight_decouple=weight_decouple, residual=residual, foreach=foreach)
+                        weight_decouple=weight_decouple, residual=residual, lookahead_weight=lookahead_weight,
+                        foreach=foreach)
         super().__init__(params, defaults)
         self._init_scratch()
 
@@ -161,18 +183,21 @@ class AdaLA(Optimizer):
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         super().__setstate__(state)
+        for group in self.param_groups:  # a checkpoint written before lookahead_weight existed: plain AdaLA
+            group.setdefault("lookahead_weight", 1.0)
         self._init_scratch()
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
-        residual = param_group.get("residual", self.defaults["residual"])
-        if residual != self.defaults["residual"]:
-            raise ValueError(f"invalid residual {residual!r} in a param group: all groups must use "
-                             f"the optimizer's residual {self.defaults['residual']!r}")
+        for key in SHARED_KEYS:
+            value = param_group.get(key, self.defaults[key])
+            if value != self.defaults[key]:
+                raise ValueError(f"invalid {key} {value!r} in a param group: all groups must use "
+                                 f"the optimizer's {key} {self.defaults[key]!r}")
         super().add_param_group(param_group)
 
     @property
     def requires_closure(self) -> bool:
-        return self.defaults["residual"] == "lookahead"
+        return self.defaults["residual"] == "lookahead" and self.defaults["lookahead_weight"] != 0
 
     def _batches(self, group: dict[str, Any]) -> list[_Batch]:
         """Start the step of every parameter with a gradient and bucket the tensors by shared scalars."""
@@ -201,8 +226,8 @@ class AdaLA(Optimizer):
     @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
         if self.requires_closure and closure is None:
-            raise RuntimeError("AdaLA(residual='lookahead') needs a closure: step(closure), where closure "
-                               "zeroes the gradients, computes the loss and calls backward")
+            raise RuntimeError("AdaLA(residual='lookahead', lookahead_weight > 0) needs a closure: step(closure), "
+                               "where closure zeroes the gradients, computes the loss and calls backward")
         loss = None
         if not self.requires_closure:
             if closure is not None:

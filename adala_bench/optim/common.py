@@ -35,7 +35,7 @@ def check_hparams(*, lr: float | None = None, betas: Iterable[float] | None = No
 # The type of every hyperparameter the registry's optimizers take (ranges: check_hparams and the classes' own).
 HPARAM_TYPES = {
     **dict.fromkeys(("lr", "eps", "weight_decay", "momentum", "dampening", "final_lr", "gamma", "initial_accumulator",
-                     "lambd", "alpha", "t0"), "number"),
+                     "lambd", "alpha", "t0", "lookahead_weight"), "number"),
     **dict.fromkeys(("nesterov", "amsgrad", "amsbound", "weight_decouple"), "bool"),
     "foreach": "bool or null",
     "residual": "string",

@@ -95,7 +95,8 @@ class _Spec:
 
 
 _SPECS: dict[str, _Spec] = {
-    "adala": _Spec(AdaLA, ("lr", "betas", "eps", "weight_decay", "weight_decouple", "residual", "foreach")),
+    "adala": _Spec(AdaLA, ("lr", "betas", "eps", "weight_decay", "weight_decouple", "residual", "lookahead_weight",
+                            "foreach")),
     "adabelief": _Spec(_adabelief, ("lr", "betas", "eps", "weight_decay", "weight_decouple")),
     "sgd": _Spec(torch.optim.SGD, ("lr", "momentum", "dampening", "weight_decay", "nesterov", "foreach")),
     "adabound": _Spec(QuietAdaBound, ("lr", "betas", "final_lr", "gamma", "eps", "weight_decay", "amsbound")),

@@ -1,5 +1,5 @@
 """The report: run directories -> one page (index.md, and index.html with its figures embedded) that answers the
-suite's question, plus the paper's Tables 2-4, AdaLA-vs-AdaBelief statistics, the cross-task view, the
+suite's question, plus the paper's claims tested, Tables 2-4, AdaLA-vs-AdaBelief statistics, the cross-task view, the
 compute-matched view and the figures as separate files (`adala-report`, see cli.py). Tasks, tables and the paper's
 row order come from adala_bench.catalog; the run directory format from adala_bench.store.
 
@@ -8,6 +8,7 @@ row order come from adala_bench.catalog; the run directory format from adala_ben
     tables         cells -> Markdown, LaTeX (booktabs), CSV (with each cell's run directories and epochs); missing.md
     stats          AdaLA − AdaBelief per cell: Welch CI, p-value and the verdict
     crosstask      across the tasks: ranks, performance profile, time to AdaBelief's final value
+    claims         the paper's claims tested: better across tasks, instability, speed, cost, the lookahead_weight fix
     matched        the compute-matched view (same gradient evaluations, same wall time)
     results        everything above computed once, for the files, the page and --explain
     figures        curves, GAN sample grids, FID plots, the performance profile and time-to-target figures
@@ -19,5 +20,5 @@ row order come from adala_bench.catalog; the run directory format from adala_ben
     search_output  search.md (as page blocks), search.csv and the --emit-best overrides
     reference      the paper's numbers and the published curves (results/reference)
 
-tables, stats, crosstask and matched each render their own page blocks; index.py puts them in order.
+tables, stats, claims, crosstask and matched each render their own page blocks; index.py puts them in order.
 """

@@ -12,7 +12,7 @@ from adala_bench.catalog import TABLES, default_reference_dir
 from adala_bench.config import options
 from .crosstask import rank_table
 from .explain import SPELLING, ExplainError, explain
-from .figures import X_AXES, write_crosstask_figures, write_figures
+from .figures import X_AXES, write_claims_figures, write_crosstask_figures, write_figures
 from .index import page_blocks, write_page
 from .load import load_runs
 from .matched import render_matched_markdown
@@ -112,7 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def write_tables(results: Results, out: Path, runs_csv: bool = False) -> list[Path]:
-    """Tables 2-4 (md, tex, csv), adala_vs_adabelief, compute_matched, the cross-task CSVs, missing.md,
+    """Tables 2-4 (md, tex, csv), adala_vs_adabelief, compute_matched, the cross-task CSVs, claims.csv and
+    instability.csv, missing.md,
     selected_runs.csv (and runs.csv, the long frame, when asked)."""
     out.mkdir(parents=True, exist_ok=True)
     cells, rule = results.cells, results.rule
@@ -130,6 +131,8 @@ def write_tables(results: Results, out: Path, runs_csv: bool = False) -> list[Pa
     texts["performance_profile.csv"] = results.cross.performance.to_csv(index=False)
     texts["performance_ratios.csv"] = results.cross.ratios.to_csv(index=False)
     texts["time_to_target.csv"] = results.cross.time_to_target.to_csv(index=False)
+    texts["claims.csv"] = results.claims.rows.to_csv(index=False)
+    texts["instability.csv"] = results.claims.instability.to_csv(index=False)
     texts["missing.md"] = render_missing(cells, results.runs)
     texts["selected_runs.csv"] = results.runs.assign(rule=rule).to_csv(index=False)
     if runs_csv:
@@ -205,7 +208,8 @@ def main(argv: list[str] | None = None) -> int:
             published = published_curves(reference) if args.published else None
             drawn, notes = write_figures(frame, results.runs, paper, args.out, args.x, published)
             cross, cross_notes = write_crosstask_figures(results.cross, args.out)
-            drawn, notes = drawn + cross, notes + cross_notes
+            mix, mix_notes = write_claims_figures(results.claims, results.rule, args.out)
+            drawn, notes = drawn + cross + mix, notes + cross_notes + mix_notes
             written += drawn
             figures = {p.name for p in drawn} | tuning_figures
             for note in notes:

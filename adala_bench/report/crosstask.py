@@ -132,7 +132,7 @@ def time_to_target(frame: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
     at it."""
     used = runs[runs["used"] & runs["table"].notna()]
     rows = frame[frame["run"].isin(used["run"])]
-    value = _metric_series(rows)
+    value = metric_series(rows)
     keep = ~np.isnan(value)
     rows = rows.loc[keep, ["run", "task", "optimizer", "epoch", "grad_evals", "wall_s"]].assign(value=value[keep])
     rows["task"], rows["optimizer"] = rows["task"].astype(object), rows["optimizer"].astype(object)
@@ -168,7 +168,7 @@ def time_to_target(frame: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
     return out[TARGET_COLUMNS].reset_index(drop=True)
 
 
-def _metric_series(rows: pd.DataFrame) -> np.ndarray:
+def metric_series(rows: pd.DataFrame) -> np.ndarray:
     """Each row's value of its task's metric; for GANs `fid` where logged (the last epoch), else `fid_curve`."""
     value = np.full(len(rows), np.nan)
     task = rows["task"].astype(object).to_numpy()

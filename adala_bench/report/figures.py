@@ -1,4 +1,6 @@
-"""Figures: test-accuracy / test-perplexity curves (Figs. 1-2), GAN sample grids (Figs. 3-4), FID per optimizer.
+"""Figures: test-accuracy / test-perplexity curves (Figs. 1-2), GAN sample grids (Figs. 3-4), FID per optimizer,
+the cross-task view's performance profile and time to target, and the claims view's value and oscillation against
+AdaLA's lookahead_weight.
 
 Curves show mean ± std over the runs each table cell averages, one colour per optimizer (colour-blind safe,
 the same in every figure, custom optimizers included); published curves are overlaid dashed. The y range is that
@@ -19,8 +21,9 @@ from matplotlib.image import imread
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator, ScalarFormatter
 
-from adala_bench.catalog import TASKS, optimizer_label, optimizer_rows
+from adala_bench.catalog import FAMILIES, TASKS, optimizer_label, optimizer_rows
 from adala_bench.store import SAMPLES_FILE as SAMPLES
+from .claims import MIX_FIGURES, Claims
 from .crosstask import CROSS_FIGURES, CrossTask
 from .format import count
 
@@ -375,6 +378,60 @@ def write_crosstask_figures(view: CrossTask, out: Path) -> tuple[list[Path], lis
                                           "no optimizer has a value on any task"),
                CROSS_FIGURES["time_to_target"]: (time_to_target_figure(view.time_to_target),
                                                  "no task has an AdaBelief run to set the target")}
+    written, notes = [], []
+    save(figures, out, written, notes)
+    return written, notes
+
+
+# --- the claims view -----------------------------------------------------------------------------------------
+
+# One colour per task within a family (Okabe–Ito's that the optimizers' AdaLA and AdaBelief colours leave free).
+_TASK_COLOURS = ("#009E73", "#CC79A7", "#56B4E9")
+
+
+def mix_figure(mix: pd.DataFrame, family: str, rule: str) -> Figure | None:
+    """One family's tasks against AdaLA's lookahead_weight w (claims.Claims.mix): the value (left) and the late-phase
+    oscillation (right), mean ± std over seeds as a band, one line per task; AdaBelief's runs as a dashed line of
+    the task's colour. None without a run of the fix in the family."""
+    mine = mix[mix["family"] == family]
+    if mine.empty:
+        return None
+    fig = Figure(figsize=(10.0, 4.2), layout="constrained")
+    FigureCanvasAgg(fig)
+    panels = fig.subplots(1, 2, sharex=True)
+    metric = FAMILIES[family].metric
+    for ax, column, label in zip(panels, ("value", "oscillation"),
+                                 (f"{_METRIC_LABELS[metric]}, rule {rule}", "late-phase oscillation")):
+        for i, (model, task) in enumerate(mine.groupby("model", sort=False)):
+            colour_ = _TASK_COLOURS[i % len(_TASK_COLOURS)]
+            curve = task[task["lookahead_weight"].notna()].sort_values("lookahead_weight")
+            mean, std = curve[f"{column}_mean"], curve[f"{column}_std"].fillna(0.0)
+            ax.plot(curve["lookahead_weight"], mean, marker="o", color=colour_, lw=1.4, label=model)
+            ax.fill_between(curve["lookahead_weight"], mean - std, mean + std, color=colour_, alpha=0.2, lw=0)
+            reference = task[task["lookahead_weight"].isna()]
+            if len(reference) and np.isfinite(reference[f"{column}_mean"].iloc[0]):
+                ax.axhline(reference[f"{column}_mean"].iloc[0], color=colour_, lw=1.0, ls="--")
+        ax.set_xlabel("lookahead_weight w (0: AdaBelief's residual, 1: AdaLA)")
+        ax.set_ylabel(label)
+        ax.set_xlim(-0.05, 1.05)
+        ax.grid(alpha=0.3)
+    handles = [Line2D([], [], color=_TASK_COLOURS[i % len(_TASK_COLOURS)], marker="o", label=model)
+               for i, model in enumerate(dict.fromkeys(mine["model"]))]
+    handles.append(Line2D([], [], color="0.3", ls="--", label="AdaBelief's runs"))
+    panels[1].legend(handles=handles, fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
+    fig.suptitle(f"{FAMILIES[family].title.split(' (')[0]}: AdaLA's residual g − (w·g′ + (1 − w)·m), mean ± std "
+                 "over seeds")
+    return fig
+
+
+def write_claims_figures(claims: Claims, rule: str, out: Path) -> tuple[list[Path], list[str]]:
+    """The value and oscillation against w of each family with runs of the fix, as PNG and PDF; the files written
+    and the families without."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    figures = {MIX_FIGURES[family]: (mix_figure(claims.mix, family, rule),
+                                     f"no AdaLA run at a lookahead_weight below 1 on the {family} tasks")
+               for family in FAMILIES}
     written, notes = [], []
     save(figures, out, written, notes)
     return written, notes

@@ -1,6 +1,7 @@
 """The report page, index.md and index.html, from one list of blocks (page.py), in the order a reader needs it:
 
     (a) the answer: AdaLA against AdaBelief in every cell, and what these runs can and cannot support
+    (a') the paper's claims, tested: stability, speed, cost and the fix the paper proposes
     (b) the cross-task view: ranks, the performance profile, time to AdaBelief's final value
     (c, d) Tables 2-4 beside the paper, each followed by its figures
     (e) the compute-matched view
@@ -17,6 +18,7 @@ import pandas as pd
 
 from adala_bench.catalog import TABLES, TASKS, table_family, table_tasks
 from adala_bench.records import read_run
+from .claims import claims_blocks
 from .crosstask import crosstask_blocks
 from .figures import X_AXES, figure_names
 from .format import count
@@ -32,6 +34,7 @@ TITLE = "adala-bench report"
 FILE_GROUPS = {
     "Tables 2-4 (Markdown, LaTeX; the CSVs name each cell's run directories and chosen epochs)": ("table",),
     "AdaLA against AdaBelief": ("adala_vs_adabelief",),
+    "The paper's claims": ("claims", "instability", "fig8"),
     "Cross-task view": ("ranks", "performance_", "time_to_target", "fig6", "fig7"),
     "Compute-matched view": ("compute_matched",),
     "Missing and flagged": ("missing",),
@@ -65,6 +68,7 @@ def page_blocks(results: Results | None, figures: set[str] | None, notes: list[s
         return blocks + _files(files)
     blocks.append(Text(_scope(results)))
     blocks += _answer(results)
+    blocks += claims_blocks(results.claims, results.rule, figures)
     blocks += crosstask_blocks(results.cross, results.rule, figures)
     if results.cross.tasks and (csvs := [f"[{name}]({name})" for name in CROSS_TASK_FILES if name in files]):
         blocks.append(Text("As CSV: " + ", ".join(csvs) + "."))

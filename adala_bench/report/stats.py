@@ -1,5 +1,6 @@
-"""AdaLA against AdaBelief per cell: difference of means, Welch 95% confidence interval and p-value, and the
-verdict each row supports (one of VERDICTS, computed once; the words on the page follow from it)."""
+"""AdaLA against AdaBelief per cell: difference of means, Welch 95% confidence interval and p-value (with Holm's
+adjustment for testing every cell at once), and the verdict each row supports (one of VERDICTS, computed once; the
+words on the page follow from it)."""
 from __future__ import annotations
 
 import math
@@ -44,9 +45,22 @@ def welch(a, b, confidence: float = 0.95) -> Welch:
     return Welch(diff, diff - half, diff + half, float(df), p_value)
 
 
+def holm(p_values) -> np.ndarray:
+    """Holm's step-down adjustment of the finite p-values (m of them; NaN stays NaN): the i-th smallest becomes
+    max over j ≤ i of min(1, (m − j + 1) · p_(j)), so that rejecting where it is below α keeps the chance of any
+    false rejection among the m under α."""
+    p = np.asarray(p_values, dtype=float)
+    adjusted = np.full(len(p), np.nan)
+    finite = np.flatnonzero(np.isfinite(p))
+    order = finite[np.argsort(p[finite], kind="stable")]
+    m = len(order)
+    adjusted[order] = np.minimum(1.0, np.maximum.accumulate((m - np.arange(m)) * p[order]))
+    return adjusted
+
+
 COMPARISON_COLUMNS = [
     "table", "model", "metric", "higher_is_better", "n_adala", "mean_adala", "std_adala", "n_adabelief",
-    "mean_adabelief", "std_adabelief", "diff", "ci_low", "ci_high", "df", "p_value", "paper_diff",
+    "mean_adabelief", "std_adabelief", "diff", "ci_low", "ci_high", "df", "p_value", "p_holm", "paper_diff",
     "ci_contains_zero", "ci_contains_paper_diff", "verdict", "flags",
 ]
 SIDES = ("adala", "adabelief")
@@ -89,7 +103,9 @@ def adala_vs_adabelief(runs: pd.DataFrame, cells: pd.DataFrame) -> pd.DataFrame:
                 "flags": "; ".join(flags),
             }
             rows.append(row | {"verdict": verdict_kind(row)})
-    return pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
+    comparison = pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
+    comparison["p_holm"] = holm(comparison["p_value"])
+    return comparison
 
 
 def _summary(name: str, sample: np.ndarray) -> dict:
@@ -133,8 +149,10 @@ def tally(comparison: pd.DataFrame) -> str:
 
 COMPARISON_NOTE = (
     "diff = mean(AdaLA) − mean(AdaBelief) over the runs each table cell averages; 95% CI by Welch–"
-    "Satterthwaite; p from Welch's t-test (scipy.stats.ttest_ind, equal_var=False). paper diff = the paper's "
-    "AdaLA − AdaBelief. Accuracy: higher is better; perplexity and FID: lower is better."
+    "Satterthwaite; p from Welch's t-test (scipy.stats.ttest_ind, equal_var=False); p (Holm): the same p-values "
+    "adjusted by Holm's step-down method for the cells tested together (a difference holds at 5% over the whole "
+    "table only where it is below 0.05). paper diff = the paper's AdaLA − AdaBelief. Accuracy: higher is better; "
+    "perplexity and FID: lower is better."
 )
 
 
@@ -149,11 +167,11 @@ def comparison_table(comparison: pd.DataFrame, with_std: bool = False) -> Table:
         ci = f"[{signed(r.ci_low)}, {signed(r.ci_high)}]"
         rows.append([f"{r.table[:5]} {r.table[5:]}", r.model, side(r.mean_adala, r.std_adala, r.n_adala),
                      side(r.mean_adabelief, r.std_adabelief, r.n_adabelief), f"{signed(r.diff)} {ci}",
-                     number(r.p_value, ".3g"), signed(r.paper_diff), verdict(r)])
+                     number(r.p_value, ".3g"), number(r.p_holm, ".3g"), signed(r.paper_diff), verdict(r)])
     spread = " ± std" if with_std else ""
     header = ["Table", "Model", f"AdaLA{spread} (n)", f"AdaBelief{spread} (n)", "diff [95% CI]", "p (Welch)",
-              "paper diff", "verdict"]
-    return Table(header, rows, align="llrrrrrl")
+              "p (Holm)", "paper diff", "verdict"]
+    return Table(header, rows, align="llrrrrrrl")
 
 
 def comparison_flags(comparison: pd.DataFrame, cells: pd.DataFrame) -> tuple[str, list[str]]:

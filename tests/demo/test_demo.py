@@ -9,6 +9,8 @@ import re
 import subprocess
 import time
 
+import pandas as pd
+
 from helpers import fresh_copy, section_commands
 
 
@@ -31,6 +33,11 @@ def test_the_demo_runs_as_written_and_reports_every_task(tmp_path):
     report = clone / "results" / "demo" / "report"
     page = (report / "index.md").read_text()
     assert "## The answer: AdaLA against AdaBelief" in page and (report / "index.html").is_file()
+    # the claims table right after the answer, with the fix at w = 0.5 on every task and its figure per family
+    assert page.index("## The answer") < page.index("## The paper's claims, tested") < page.index("## Across the")
+    assert "| The proposed fix: more stable |" in page and "(fig8_lookahead_weight_cifar10.png)" in page
+    fix = pd.read_csv(report / "instability.csv")
+    assert len(fix[(fix["optimizer"] == "adala") & (fix["lookahead_weight"] == 0.5)]) == 8 * 2
     for table, models in (("table2", 3), ("table3", 3), ("table4", 2)):  # every task, 4 optimizers, 2 seeds each
         text = (report / f"{table}.csv").read_text()
         rows = [line for line in text.splitlines()[1:] if re.search(r",(adala|adabelief|sgd|adam),", line)]

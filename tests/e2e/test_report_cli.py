@@ -6,7 +6,8 @@ from helpers import write_run
 
 TABLE_FILES = [f"{t}.{ext}" for t in ("table2", "table3", "table4") for ext in ("md", "tex", "csv")]
 OTHER_FILES = ["adala_vs_adabelief.md", "adala_vs_adabelief.csv", "compute_matched.md", "compute_matched.csv",
-               "ranks.csv", "performance_profile.csv", "performance_ratios.csv", "time_to_target.csv", "missing.md",
+               "ranks.csv", "performance_profile.csv", "performance_ratios.csv", "time_to_target.csv", "claims.csv",
+               "instability.csv", "missing.md",
                "selected_runs.csv", "index.md", "index.html"]
 
 

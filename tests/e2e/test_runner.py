@@ -234,7 +234,7 @@ def run_cli(*args: str, cwd) -> subprocess.CompletedProcess:
         (["optimizer=adam,lamb"], "unknown optimizer 'lamb'; allowed: adabelief, adabound, adala"),
         (["--multirun", "optimizer=choice(adam,lamb)"], "unknown optimizer 'lamb'; allowed: adabelief, adabound"),
         (["optimizer=choice(adam"], "cannot read the override 'optimizer=choice(adam'"),
-        (["+experiment=table9"], "unknown experiment 'table9'; allowed: defaults_cifar10, defaults_gan, "),
+        (["+experiment=table9"], "unknown experiment 'table9'; allowed: claims_mix, defaults_cifar10, defaults_gan, "),
         (["optimizer.lr=-1"], "optimizer.lr=-1 is not allowed; it must be a number >= 0"),
         (["task=ptb_lstm1", "task.lstm.train_recurrent=maybe"],
          "task.lstm.train_recurrent='maybe' is not allowed; it must be true or false"),

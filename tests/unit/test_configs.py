@@ -21,7 +21,8 @@ def optimizer_hparams(cfg) -> dict:
 
 # PROTOCOL.md §4a, "as run" column (not the curve file names).
 CIFAR10_AS_RUN = {
-    "adala": {"lr": 1e-3, "betas": [0.9, 0.999], "eps": 1e-8, "weight_decay": 5e-4, "residual": "lookahead"},
+    "adala": {"lr": 1e-3, "betas": [0.9, 0.999], "eps": 1e-8, "weight_decay": 5e-4, "residual": "lookahead",
+              "lookahead_weight": 1.0},
     "adabelief": {"lr": 1e-3, "betas": [0.9, 0.999], "eps": 1e-8, "weight_decay": 5e-4},
     "sgd": {"lr": 0.1, "momentum": 0.9, "weight_decay": 5e-4},
     "adam": {"lr": 1e-3, "betas": [0.9, 0.999], "eps": 1e-8, "weight_decay": 5e-4},

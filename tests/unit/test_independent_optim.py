@@ -43,10 +43,11 @@ def problem(steps: int, seed: int = 0):
 
 
 def adala_reference(theta0, grads, curvatures, next_terms, *, lr, betas, eps, weight_decay, weight_decouple,
-                    residual):
-    """ADALA.md: AdaBelief 0.0.5 (residual "ema") or the six look-ahead steps, per tensor, in float64.
-    Decoupled decay θ ← θ(1 − αλ) comes first (as AdaBelief's), so the tentative step starts from the decayed θ,
-    and neither g nor g' then has a λθ term."""
+                    residual, lookahead_weight=1.0):
+    """ADALA.md: AdaBelief 0.0.5 (residual "ema") or the six look-ahead steps, per tensor, in float64, with step 5's
+    residual g − (w·g' + (1 − w)·m) for lookahead_weight w. Decoupled decay θ ← θ(1 − αλ) comes first (as
+    AdaBelief's), so the tentative step starts from the decayed θ, and neither g nor g' then has a λθ term."""
+    w = lookahead_weight
     beta1, beta2 = betas
     theta = [p.clone() for p in theta0]
     m = [torch.zeros_like(p) for p in theta0]
@@ -74,7 +75,7 @@ def adala_reference(theta0, grads, curvatures, next_terms, *, lr, betas, eps, we
                 g_next = curvatures[i] * tentative[i] + next_terms[t - 1][i]
                 if weight_decay != 0 and not weight_decouple:
                     g_next = g_next + weight_decay * tentative[i]
-                residuals.append(g[i] - g_next)
+                residuals.append(g[i] - (w * g_next + (1 - w) * m[i]))
         for i in range(len(theta)):
             s[i] = beta2 * s[i] + (1 - beta2) * residuals[i] ** 2 + eps
             theta[i] = theta[i] - lr / bc1 * m[i] / (torch.sqrt(s[i]) / math.sqrt(bc2) + eps)
@@ -127,6 +128,28 @@ def test_adala_matches_the_independent_reference(foreach_kwargs, residual, weigh
     assert all(not torch.allclose(a, b) for a, b in zip(ours[-1][0], theta0))  # every tensor moved
 
 
+@pytest.mark.parametrize("foreach_kwargs", FOREACH_OPTIONS)
+@pytest.mark.parametrize("lookahead_weight", [0.25, 0.7])
+@pytest.mark.parametrize("weight_decay, weight_decouple", DECAYS)
+def test_adala_blended_residual_matches_the_independent_reference(foreach_kwargs, lookahead_weight, weight_decay,
+                                                                 weight_decouple):
+    """A lookahead_weight between 0 and 1: step 5's residual is g − (w·g' + (1 − w)·m)."""
+    theta0, grads, curvatures, next_terms = problem(6)
+    hparams = dict(lr=1e-2, betas=(0.9, 0.999), eps=1e-8, weight_decay=weight_decay, weight_decouple=weight_decouple,
+                   residual="lookahead", lookahead_weight=lookahead_weight)
+    ours = run_adala(theta0, grads, curvatures, next_terms, foreach_kwargs, **hparams)
+    expected = adala_reference(theta0, grads, curvatures, next_terms, **hparams)
+    ends = {w: adala_reference(theta0, grads, curvatures, next_terms, **(hparams | {"lookahead_weight": w}))[-1]
+            for w in (0.0, 1.0)}
+    for t, ((params, m, s), (params_ref, m_ref, s_ref)) in enumerate(zip(ours, expected), start=1):
+        for i in range(len(SHAPES)):
+            for name, a, b in (("theta", params[i], params_ref[i]), ("m", m[i], m_ref[i]), ("s", s[i], s_ref[i])):
+                torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-15, msg=lambda text: f"step {t}, tensor {i}, "
+                                                                                       f"{name}: {text}")
+    for end in ends.values():  # the blend is neither end
+        assert not torch.allclose(ours[-1][2][0], end[2][0], rtol=1e-6, atol=0)
+
+
 def test_adala_decoupled_lookahead_differs_from_coupled():
     """The reference test is only meaningful if coupled and decoupled decay give different look-ahead steps here."""
     theta0, grads, curvatures, next_terms = problem(3)
@@ -170,6 +193,26 @@ def test_adala_foreach_option_picks_the_kernels(residual, foreach_kwargs, expect
     assert bool(foreach_ops) == expect_foreach, log.names
     if not expect_foreach:
         assert "lerp_" in log.names and "addcdiv_" in log.names  # the same update, one tensor at a time
+
+
+@pytest.mark.parametrize("lookahead_weight, blends", [(1, 0), (1.0, 0), (0.5, 1)])
+def test_adala_blends_the_residual_only_below_weight_one(lookahead_weight, blends):
+    """At w = 1 a step is today's AdaLA step, op for op (one lerp: the first moment's); below 1 one more lerp blends
+    in g − m."""
+    theta0, grads, curvatures, next_terms = problem(1)
+    params = [nn.Parameter(p.clone()) for p in theta0]
+    optimizer = AdaLA(params, lr=1e-2, weight_decay=1e-2, lookahead_weight=lookahead_weight)
+    for p, g in zip(params, grads[0]):
+        p.grad = g.clone()
+
+    def closure():
+        for p, n in zip(params, next_terms[0]):
+            p.grad = n.clone()
+
+    log = OpLog()
+    with log:
+        optimizer.step(closure)
+    assert log.names.count("_foreach_lerp_") == 1 + blends, log.names
 
 
 def test_adala_scratch_and_state_keep_channels_last():

@@ -172,14 +172,14 @@ def test_lookahead_moves_the_models_own_parameters_and_restores_theta_exactly(mo
         torch.testing.assert_close(p.double(), t.double() - update, rtol=0, atol=1e-6)
 
 
-def run_twin(foreach, residual, dtype, steps=12):
+def run_twin(foreach, residual, dtype, steps=12, **hparams):
     """A few AdaLA steps on two param groups (coupled and decoupled decay) with fixed gradients."""
     generator = torch.Generator().manual_seed(5)
     shapes = [(7, 5), (5,), (3, 4, 2), (1,)]
     params = [nn.Parameter(torch.randn(shape, generator=generator, dtype=dtype)) for shape in shapes]
     grads = [[torch.randn(shape, generator=generator, dtype=dtype) for shape in shapes] for _ in range(2 * steps)]
     optimizer = AdaLA([{"params": params[:2]}, {"params": params[2:], "weight_decouple": True, "lr": 3e-3}],
-                      lr=1e-2, weight_decay=1e-2, residual=residual, foreach=foreach)
+                      lr=1e-2, weight_decay=1e-2, residual=residual, foreach=foreach, **hparams)
     for t in range(steps):
         for p, g in zip(params, grads[2 * t]):
             p.grad = g.clone()
@@ -203,6 +203,15 @@ def test_foreach_and_per_tensor_paths_agree_bit_for_bit(residual, dtype):
     assert not torch.equal(fast_params[0], run_twin(None, residual, dtype, steps=0)[0][0])
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_foreach_and_per_tensor_paths_agree_bit_for_bit_on_a_blended_residual(dtype):
+    fast_params, fast = run_twin(None, "lookahead", dtype, lookahead_weight=0.5)
+    loop_params, loop = run_twin(False, "lookahead", dtype, lookahead_weight=0.5)
+    for a, b in zip(fast_params, loop_params):
+        assert torch.equal(a, b) and torch.equal(fast.state[a]["exp_avg_var"], loop.state[b]["exp_avg_var"])
+    assert not torch.equal(fast_params[0], run_twin(None, "lookahead", dtype)[0][0])  # not AdaLA's own step
+
+
 def test_a_parameter_the_closure_leaves_without_gradient_counts_as_zero_gradient():
     def one_step(closure_sets_zeros: bool):
         used, unused = nn.Parameter(torch.ones(3)), nn.Parameter(torch.full((2,), 2.0))
@@ -224,6 +233,83 @@ def test_a_parameter_the_closure_leaves_without_gradient_counts_as_zero_gradient
     assert torch.equal(used, used_zeros) and torch.equal(unused, unused_zeros)
     assert not torch.equal(unused, torch.full((2,), 2.0))
     assert torch.equal(used.grad, lookahead_grad) and unused.grad is None  # after step: the closure's gradients
+
+
+def run_weighted(steps, dtype, foreach, **hparams):
+    """run_twin's two param groups and gradients, stepped without a closure (for AdaLA that takes none)."""
+    generator = torch.Generator().manual_seed(5)
+    shapes = [(7, 5), (5,), (3, 4, 2), (1,)]
+    params = [nn.Parameter(torch.randn(shape, generator=generator, dtype=dtype)) for shape in shapes]
+    optimizer = AdaLA([{"params": params[:2]}, {"params": params[2:], "weight_decouple": True, "lr": 3e-3}],
+                      lr=1e-2, weight_decay=1e-2, foreach=foreach, **hparams)
+    for _ in range(steps):
+        for p in params:
+            p.grad = torch.randn(p.shape, generator=generator, dtype=dtype)
+        optimizer.step()
+    return params, optimizer
+
+
+@pytest.mark.parametrize("foreach", [None, False])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_lookahead_weight_zero_is_the_ema_residual_bit_for_bit_without_a_closure(foreach, dtype):
+    ema_params, ema = run_weighted(40, dtype, foreach, residual="ema")
+    zero_params, zero = run_weighted(40, dtype, foreach, lookahead_weight=0.0)
+    assert not zero.requires_closure and zero._backups == {}  # no θ copy: no look-ahead
+    for a, b in zip(ema_params, zero_params):
+        assert torch.equal(a, b)
+        for key in ("exp_avg", "exp_avg_var"):
+            assert torch.equal(ema.state[a][key], zero.state[b][key])
+    assert not torch.equal(zero_params[0], run_weighted(0, dtype, foreach)[0][0])
+
+
+def test_lookahead_weight_one_is_the_default_bit_for_bit():
+    default_params, _ = run_twin(None, "lookahead", torch.float32)
+    for weight in (1, 1.0):
+        weighted_params, _ = run_twin(None, "lookahead", torch.float32, lookahead_weight=weight)
+        assert all(torch.equal(a, b) for a, b in zip(default_params, weighted_params))
+    blended_params, _ = run_twin(None, "lookahead", torch.float32, lookahead_weight=0.999)
+    assert not torch.equal(default_params[0], blended_params[0])
+
+
+def test_lookahead_weight_zero_asks_the_trainer_for_no_lookahead_pass():
+    """Through the trainer: AdaLA at w = 0 is stepped without a closure (one gradient evaluation per step, no
+    look-ahead loss), and trains exactly as residual=ema does."""
+    from adala_bench.settings import OptimizerSpec, Schedule
+    from adala_bench.trainer import Progress, Trainer
+    from helpers import Relay, assert_same, final_state  # noqa: I001 (helpers: tests/ on sys.path via conftest)
+
+    def fit(**hparams):
+        task = Relay(seed=3)
+        spec = OptimizerSpec("adala", {"lr": 1e-2, "weight_decay": 1e-2, **hparams})
+        trainer = Trainer(task, {"a": spec, "b": spec}, epochs=2, schedule=Schedule(), device=torch.device("cpu"))
+        for progress, _, _ in trainer.fit(Progress()):
+            pass
+        return task, trainer, progress
+
+    ema_task, ema, ema_progress = fit(residual="ema")
+    zero_task, zero, zero_progress = fit(lookahead_weight=0.0)
+    half_task, _, half_progress = fit(lookahead_weight=0.5)
+    moves = 2 * (5 + 3)  # a steps on each of 5 batches, b on every other one, for 2 epochs
+    assert zero_progress.grad_evals == ema_progress.grad_evals == moves and len(zero_task.seen) == moves
+    assert half_progress.grad_evals == len(half_task.seen) == 2 * moves  # 0 < w: the look-ahead pass is there
+    zero_state, ema_state = final_state(zero, zero_progress), final_state(ema, ema_progress)
+    assert_same(zero_state["models"], ema_state["models"])
+    for player in ("a", "b"):  # the step's state; the hyperparameters they were built from differ in name only
+        assert_same(*(state["optimizers"][player]["state"]["state"] for state in (zero_state, ema_state)))
+    assert_same(zero_state["progress"], ema_state["progress"])  # every metric but the wall times
+
+
+@pytest.mark.parametrize("weight", [1.5, -0.1, float("nan"), "0.5", True])
+def test_a_lookahead_weight_outside_0_1_is_refused_naming_the_key(weight):
+    with pytest.raises(ValueError, match=r"^lookahead_weight=.* is not allowed; it must be a number in \[0, 1\]$"):
+        AdaLA([nn.Parameter(torch.ones(2))], lookahead_weight=weight)
+
+
+def test_a_lookahead_weight_with_the_ema_residual_or_per_group_is_refused():
+    with pytest.raises(ValueError, match="lookahead_weight=0.5 is not allowed with residual='ema'"):
+        AdaLA([nn.Parameter(torch.ones(2))], residual="ema", lookahead_weight=0.5)
+    with pytest.raises(ValueError, match="invalid lookahead_weight 0.5 in a param group"):
+        AdaLA([{"params": [nn.Parameter(torch.ones(2))], "lookahead_weight": 0.5}])
 
 
 def test_step_without_closure_raises_for_lookahead_only():

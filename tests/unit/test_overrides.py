@@ -39,7 +39,7 @@ def test_hydras_own_overrides_change_how_a_sweep_runs_not_its_runs():
     (["optimizer=choice(adam,lamb)"], "unknown optimizer 'lamb'; allowed: adabelief, "),
     (["profile=tiny"], "unknown profile 'tiny'; allowed: fast, paper, smoke"),
     (["track=tuned"], "unknown track 'tuned'; allowed: defaults"),
-    (["+experiment=table9"], "unknown experiment 'table9'; allowed: defaults_cifar10, defaults_gan, "),
+    (["+experiment=table9"], "unknown experiment 'table9'; allowed: claims_mix, defaults_cifar10, defaults_gan, "),
     (["optimizer=choice(adam"], "cannot read the override 'optimizer=choice(adam'"),
     (["seed=interval(0,1)"], "BasicSweeper does not support sweep type : INTERVAL_SWEEP"),
 ])

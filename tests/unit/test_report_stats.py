@@ -10,7 +10,8 @@ from adala_bench.report.load import load_runs
 from adala_bench.report.reference import paper_values
 from helpers import write_run
 from adala_bench.report.select import choose_hparams, run_values
-from adala_bench.report.stats import adala_vs_adabelief, comparison_flags, render_comparison_markdown, tally, welch
+from adala_bench.report.stats import (adala_vs_adabelief, comparison_flags, holm, render_comparison_markdown, tally,
+                                      welch)
 from adala_bench.report.tables import build_cells
 
 REFERENCE = Path(__file__).resolve().parents[2] / "results" / "reference"
@@ -50,6 +51,16 @@ def test_welch_without_spread_has_a_point_interval():
     assert math.isnan(result.p_value)
 
 
+def test_holm_adjusts_by_hand():
+    # m = 4 finite p-values, ascending 0.005, 0.01, 0.03, 0.04 times 4, 3, 2, 1: 0.02, 0.03, 0.06, 0.04; the running
+    # maximum keeps the order: 0.02, 0.03, 0.06, 0.06. NaN (an untestable cell) is no test and stays NaN.
+    adjusted = holm([0.01, 0.04, 0.03, math.nan, 0.005])
+    assert adjusted[[0, 1, 2, 4]].tolist() == pytest.approx([0.03, 0.06, 0.06, 0.02], abs=1e-15)
+    assert math.isnan(adjusted[3])
+    assert holm([0.5, 0.6]).tolist() == [1.0, 1.0]  # 2 × 0.5 = 1; capped at 1
+    assert holm([0.02]).tolist() == [0.02] and holm([]).tolist() == []
+
+
 def test_adala_vs_adabelief_per_cell(tmp_path):
     a, b = [90.0, 91.0, 92.5], [91.25, 91.75]
     for name, values in (("adala", a), ("adabelief", b)):
@@ -80,11 +91,14 @@ def test_adala_vs_adabelief_per_cell(tmp_path):
     assert wgan["flags"].startswith("n<2")
 
     md = render_comparison_markdown(comparison.reset_index(), cells, "paper")
-    row = f"| Table 2 | VGG11 | 91.17 (3) | 91.50 (2) | {diff:+.2f} [{low:+.2f}, {high:+.2f}] | {p:.3g} | +0.25 |"
+    # the one testable cell: Holm's adjustment over m = 1 test leaves its p as it is
+    assert vgg["p_holm"] == vgg["p_value"] and comparison["p_holm"].notna().sum() == 1
+    row = (f"| Table 2 | VGG11 | 91.17 (3) | 91.50 (2) | {diff:+.2f} [{low:+.2f}, {high:+.2f}] | {p:.3g} | {p:.3g} "
+           "| +0.25 |")
     assert row in md
     assert "difference inside the noise (CI contains 0)" in md
-    assert "| Table 4 | WGAN | 80.00 (1) | 85.00 (1) | -5.00 [–, –] | – | -1.66 | not testable" in md
-    assert "| Table 4 | WGAN-GP | – (0) | – (0) | – [–, –] | – | -1.97 | no runs of AdaLA and AdaBelief |" \
+    assert "| Table 4 | WGAN | 80.00 (1) | 85.00 (1) | -5.00 [–, –] | – | – | -1.66 | not testable" in md
+    assert "| Table 4 | WGAN-GP | – (0) | – (0) | – [–, –] | – | – | -1.97 | no runs of AdaLA and AdaBelief |" \
         in md
 
 
