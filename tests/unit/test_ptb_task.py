@@ -26,7 +26,8 @@ CPU = torch.device("cpu")
 WD = 1.2e-6
 # PROTOCOL.md §4b, as run (not as the curve file names say); the 1-layer values where they differ.
 AS_RUN_DEEP = {
-    "adala": {"lr": 1e-2, "betas": [0.9, 0.999], "eps": 1e-12, "weight_decay": WD, "residual": "lookahead"},
+    "adala": {"lr": 1e-2, "betas": [0.9, 0.999], "eps": 1e-12, "weight_decay": WD, "residual": "lookahead",
+              "lookahead_weight": 1.0},
     "adabelief": {"lr": 1e-2, "betas": [0.9, 0.999], "eps": 1e-12, "weight_decay": WD},
     "sgd": {"lr": 30.0, "momentum": 0.0, "weight_decay": WD},
     "adabound": {"lr": 1e-2, "betas": [0.9, 0.999], "final_lr": 30.0, "gamma": 1e-3, "eps": 1e-8, "weight_decay": WD},
