@@ -9,11 +9,10 @@ that sweep names (sweep_runs.py: composed and named as the runner names them) wi
 (records.py): completed, diverged (the epoch and step), running, interrupted, not started, unreadable. Completed
 and diverged runs are done (the runner never re-runs them); the others are left.
 
-GPU-hours left = sum over the runs left of (epochs left) × (seconds per epoch). Seconds per epoch is measured where
-the same cell of the sweep has finished runs: the mean over them of final wall_s / epochs (the last metrics row;
-wall_s is training time only, evaluation excluded, so the estimate is low by the evaluation time). Otherwise it is
-DEFAULT_SECONDS_PER_EPOCH of the task family, a rough guess, doubled for an optimizer that takes the look-ahead
-closure (AdaLA: two gradient evaluations per step).
+GPU-hours left = sum over the runs left of (epochs left) × (seconds per epoch). Seconds per epoch is gpu_hours.py's:
+measured where the same cell of the sweep has finished runs (the mean over them of final wall_s / epochs), otherwise
+a rough guess per task family, doubled for an optimizer that takes the look-ahead closure (AdaLA: two gradient
+evaluations per step).
 
 Nothing is written; the lock of a run whose status says running is probed for microseconds (records.read_run).
 """
@@ -25,16 +24,12 @@ from dataclasses import dataclass, field
 
 from adala_bench.cli import OneLineParser
 from adala_bench.config import ConfigError, options
+from adala_bench.gpu_hours import (DEFAULT_SECONDS_PER_EPOCH, LOOKAHEAD_FACTOR, estimated_seconds_per_epoch,
+                                   seconds_per_epoch)
 from adala_bench.records import DONE_STATES, STATES, RunRecord, read_run
 from adala_bench.sweep_runs import Cell, sweep_cells
 
 PROG = "adala-plan"
-# Rough guesses, NOT measurements: seconds per training epoch of the paper protocol (fp32) on one modern data-centre
-# GPU (A100/H100 class), used only for a cell with no finished run yet. The CIFAR-10 models differ by a few times
-# among themselves (VGG11 < ResNet34 < DenseNet121), and `profile=smoke` or `fast` runs are much quicker: finish one
-# run per cell and the measured figure replaces the guess.
-DEFAULT_SECONDS_PER_EPOCH = {"cifar10": 15.0, "ptb": 60.0, "gan": 120.0}
-LOOKAHEAD_FACTOR = 2  # an optimizer that takes the look-ahead closure evaluates two gradients per step
 EXAMPLES = ("adala-plan +experiment=table2 seed=0,1,2 | adala-plan +experiment=table3 'seed=range(0,10)' --summary | "
             "adala-plan task=cifar10_vgg11 optimizer=sgd,adam seed=0,1 profile=smoke results.root=results/tour")
 
@@ -63,28 +58,6 @@ def survey(cells: list[Cell]) -> list[Estimate]:
             estimate.records, cell.family, cell.run.takes_lookahead)
         estimates.append(estimate)
     return estimates
-
-
-def estimated_seconds_per_epoch(records: list[RunRecord], family: str, takes_lookahead: bool) -> tuple[float, str]:
-    """(seconds per epoch, where it comes from) for runs of one config: the mean over its finished runs, or the task
-    family's guess (doubled for an optimizer that takes the look-ahead closure) where none has finished."""
-    measured = [s for s in map(seconds_per_epoch, records) if s]
-    if measured:
-        return sum(measured) / len(measured), f"measured (n={len(measured)})"
-    factor = LOOKAHEAD_FACTOR if takes_lookahead else 1
-    return DEFAULT_SECONDS_PER_EPOCH[family] * factor, "guess" + (f" x{LOOKAHEAD_FACTOR} look-ahead" if factor > 1
-                                                                   else "")
-
-
-def seconds_per_epoch(record: RunRecord) -> float | None:
-    """A finished run's final wall_s / epochs (wall_s: training time, evaluation excluded)."""
-    if not record.done or record.last_row is None:
-        return None
-    try:
-        wall, epochs = float(record.last_row["wall_s"]), int(record.last_row["epoch"]) + 1
-    except (ValueError, TypeError, KeyError):
-        return None
-    return wall / epochs if epochs > 0 and wall > 0 else None
 
 
 def detail(record: RunRecord, epochs: int) -> str:

@@ -27,7 +27,7 @@ from scipy.stats import rankdata
 
 from adala_bench.catalog import FAMILIES, TASKS, optimizer_label
 from adala_bench.config import lookahead_weight_of_tag
-from adala_bench.plan import estimated_seconds_per_epoch, seconds_per_epoch
+from adala_bench.gpu_hours import estimated_seconds_per_epoch, seconds_per_epoch
 from adala_bench.records import read_run
 from .crosstask import metric_series
 from .format import MISSING, count, mean_std, number, signed, times

@@ -15,7 +15,7 @@ from helpers import BIN, compose, run_path
 
 OVERRIDES = ("profile=smoke", "epochs=10")  # the smoke profile, stretched so the epoch arithmetic says something
 EPOCHS = 10
-GUESS = 15.0  # plan.DEFAULT_SECONDS_PER_EPOCH["cifar10"]
+GUESS = 15.0  # gpu_hours.DEFAULT_SECONDS_PER_EPOCH["cifar10"]
 
 
 def path_of(root, task, optimizer, seed):
@@ -188,7 +188,7 @@ def test_console_script(tmp_path):
 
 
 def test_last_line_reads_from_the_end(tmp_path):
-    from adala_bench.plan import seconds_per_epoch
+    from adala_bench.gpu_hours import seconds_per_epoch
     from adala_bench.records import last_line, read_run
 
     path = tmp_path / "metrics.jsonl"
