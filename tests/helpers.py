@@ -18,9 +18,9 @@ from adala_bench.trainer import Loss, Move, Player
 REPO = Path(__file__).resolve().parents[1]
 BIN = REPO / ".venv" / "bin"
 
-__all__ = ["BIN", "REPO", "Relay", "assert_same", "compose", "emitted_lines", "final_state", "fresh_copy",
-           "interrupt_at", "metrics_without_time", "read_search", "run_dir_of", "run_path", "section_commands",
-           "write_run"]
+__all__ = ["BIN", "REPO", "Relay", "assert_same", "assert_trajectories_close", "compose", "emitted_lines",
+           "final_state", "fresh_copy", "interrupt_at", "metrics_without_time", "read_search", "run_dir_of",
+           "run_path", "run_plain", "section_commands", "write_run"]
 
 
 def run_path(cfg) -> Path:
@@ -198,3 +198,24 @@ class Relay:
 
     def plateau(self, rows):
         return self.switch and len(rows) == 1
+
+
+def run_plain(optimizer_factory, theta0: list[torch.Tensor], grads: list[list[torch.Tensor]]):
+    """An optimizer (built by `optimizer_factory` on copies of θ0) fed the given gradients, one list per step, with no
+    closure; the parameters after every step, and the optimizer."""
+    params = [nn.Parameter(p.clone()) for p in theta0]
+    optimizer = optimizer_factory(params)
+    trajectory = []
+    for step_grads in grads:
+        for p, g in zip(params, step_grads):
+            p.grad = g.clone()
+        optimizer.step()
+        trajectory.append([p.detach().clone() for p in params])
+    return trajectory, optimizer
+
+
+def assert_trajectories_close(ours, expected, rtol=1e-11, atol=1e-14):
+    """Two trajectories (lists of parameter lists) agree step by step; the message names the step and the tensor."""
+    for t, (params, params_ref) in enumerate(zip(ours, expected), start=1):
+        for i, (a, b) in enumerate(zip(params, params_ref)):
+            torch.testing.assert_close(a, b, rtol=rtol, atol=atol, msg=lambda text: f"step {t}, tensor {i}: {text}")

@@ -1,19 +1,37 @@
-"""The registry: names, hyperparameter checks, and every optimizer at work (each task family's as-run values,
-a convex quadratic, Rosenbrock, a state_dict round trip)."""
+"""The registry (optim/registry.py, optim/__init__.py): names, hyperparameter checks, and every optimizer at work
+(each task family's as-run values, a convex quadratic, Rosenbrock, a state_dict round trip); the baselines it builds
+against plain float64 versions of PROTOCOL.md §5's equations, fed the same fixed gradient sequences (optax style), and
+the reference packages' quirks the registry must keep or hide; and the ASGD PTB's SGD switches to.
+
+The ASGD PTB's SGD switches to (DeviceASGD): torch's ASGD, capturable on CUDA so that its step reads nothing back to
+the host per parameter; unchanged on the CPU; the same spec and run names; checkpoints load on either kind of device.
+The CPU allows no capturable ASGD step, so the CUDA path is exercised here with two stubs, said where they are used:
+the parameters count as CUDA ones (registry.capturable_on) and torch's ASGD accepts the CPU as a capturable device.
+The real CUDA step runs in scripts/gpu_check.sh (PTB's timing under SGD is the reference's; the switch comes late).
+"""
 
 from __future__ import annotations
 
+import copy
 import io
+import math
+import warnings
+from dataclasses import asdict
 
 import adabound
+import numpy as np
 import pytest
 import torch
+import torch.optim.asgd as torch_asgd
 import torch_optimizer
 from adabelief_pytorch import AdaBelief
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
+from adala_bench import optim
 from adala_bench.catalog import OPTIMIZER_ORDER as OPTIMIZER_NAMES
-from adala_bench.optim import MSVAG, AdaLA, Fromage, build, needs_closure, on_plateau
+from adala_bench.optim import MSVAG, AdaLA, Fromage, build, needs_closure, on_plateau, registry
+from adala_bench.settings import OptimizerSpec
 
 # As run in each task family (PROTOCOL.md §4a CIFAR-10, §4b PTB 2/3-layer, §4c WGAN).
 FAMILY_HPARAMS = {
@@ -358,3 +376,249 @@ def test_a_step_where_no_parameter_has_a_gradient_is_a_no_op(name):
         params[1].grad = torch.tensor(gradient)  # (two steps: MSVAG's first one moves nothing, by design)
         optimizer.step(partial_closure if needs_closure(optimizer) else None)
     assert torch.equal(params[0], before[0]) and not torch.equal(params[1], before[1])
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The baselines against their equations, and the reference packages' quirks
+
+SHAPES = [(4, 3), (5,), (2, 3)]
+STEPS = 220
+
+
+def gradient_sequence(steps: int = STEPS, seed: int = 0) -> list[list[np.ndarray]]:
+    rng = np.random.default_rng(seed)
+    return [[rng.normal(size=shape) for shape in SHAPES] for _ in range(steps)]
+
+
+def initial_params(seed: int = 1) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return [rng.normal(size=shape) for shape in SHAPES]
+
+
+def follow(name: str, params0: list[np.ndarray], grads, **hparams) -> list[list[np.ndarray]]:
+    """The registry's optimizer fed the given gradients; parameters after every step."""
+    params = [nn.Parameter(torch.tensor(p)) for p in params0]
+    optimizer = build(name, params, **hparams)
+    trajectory = []
+    for step_grads in grads:
+        for p, g in zip(params, step_grads):
+            p.grad = torch.tensor(g)
+        optimizer.step()
+        trajectory.append([p.detach().numpy().copy() for p in params])
+    return trajectory
+
+
+def assert_same_trajectory(ours, reference, rtol=1e-12, atol=1e-14):
+    for step, (a_params, b_params) in enumerate(zip(ours, reference), start=1):
+        for a, b in zip(a_params, b_params):
+            np.testing.assert_allclose(a, b, rtol=rtol, atol=atol, err_msg=f"step {step}")
+
+
+def yogi_reference(params, grads, lr, betas, eps, weight_decay, initial_accumulator=1e-6):
+    beta1, beta2 = betas
+    params = [p.copy() for p in params]
+    m = [np.full_like(p, initial_accumulator) for p in params]
+    v = [np.full_like(p, initial_accumulator) for p in params]
+    trajectory = []
+    for t, step_grads in enumerate(grads, start=1):
+        for i, g in enumerate(step_grads):
+            g = g + weight_decay * params[i]
+            m[i] = beta1 * m[i] + (1 - beta1) * g
+            v[i] = v[i] - (1 - beta2) * np.sign(v[i] - g * g) * g * g
+            denom = np.sqrt(v[i]) / np.sqrt(1 - beta2 ** t) + eps
+            params[i] = params[i] - lr / (1 - beta1 ** t) * m[i] / denom
+        trajectory.append([p.copy() for p in params])
+    return trajectory
+
+
+def test_yogi_follows_its_equations_with_the_reference_defaults():
+    grads, params0 = gradient_sequence(), initial_params()
+    ours = follow("yogi", params0, grads, lr=1e-3, weight_decay=5e-4)  # eps 1e-3, accumulators 1e-6 by default
+    reference = yogi_reference(params0, grads, lr=1e-3, betas=(0.9, 0.999), eps=1e-3, weight_decay=5e-4)
+    assert_same_trajectory(ours, reference)
+
+
+def test_adabound_equals_torch_optimizer_adabound_step_for_step_across_an_lr_decay():
+    grads, params0 = gradient_sequence(), initial_params()
+    hparams = dict(lr=1e-3, betas=(0.9, 0.999), final_lr=0.1, gamma=1e-3, eps=1e-8, weight_decay=5e-4)
+    ours = [nn.Parameter(torch.tensor(p)) for p in params0]
+    theirs = [nn.Parameter(torch.tensor(p)) for p in params0]
+    optimizers = build("adabound", ours, **hparams), torch_optimizer.AdaBound(theirs, **hparams)
+    for t, step_grads in enumerate(grads):
+        for params, optimizer in zip((ours, theirs), optimizers):
+            if t == STEPS // 2:  # a manual decay: final_lr follows it in both
+                optimizer.param_groups[0]["lr"] *= 0.1
+            for p, g in zip(params, step_grads):
+                p.grad = torch.tensor(g)
+            optimizer.step()
+        for a, b in zip(ours, theirs):
+            torch.testing.assert_close(a, b, rtol=1e-13, atol=1e-15)
+    assert not torch.equal(ours[0], torch.tensor(params0[0]))
+
+
+def test_adabound_steps_let_no_warning_escape():
+    model = nn.Linear(3, 2)
+    optimizer = build("adabound", model.parameters(), weight_decay=5e-4)
+    model(torch.randn(4, 3)).sum().backward()
+    warn_always = torch.is_warn_always_enabled()
+    torch.set_warn_always(True)  # torch warns once per process otherwise: the check could pass by luck
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            optimizer.step()
+            optimizer.step()
+            unmuted = torch.zeros(2).add_(1.0, torch.ones(2))  # the same deprecated overload outside a step
+    finally:
+        torch.set_warn_always(warn_always)
+    assert torch.equal(unmuted, torch.ones(2))
+    assert [str(w.message).splitlines()[0] for w in caught] == ["This overload of add_ is deprecated:"]
+
+
+def radam_reference(params, grads, lr, betas, eps, weight_decay):
+    """LiyuanLucasLiu/RAdam (degenerated_to_sgd=True), as PROTOCOL.md §5 describes it."""
+    beta1, beta2 = betas
+    params = [p.copy() for p in params]
+    m = [np.zeros_like(p) for p in params]
+    v = [np.zeros_like(p) for p in params]
+    trajectory = []
+    for t, step_grads in enumerate(grads, start=1):
+        n_sma_max = 2 / (1 - beta2) - 1
+        n_sma = n_sma_max - 2 * t * beta2 ** t / (1 - beta2 ** t)
+        for i, g in enumerate(step_grads):
+            m[i] = beta1 * m[i] + (1 - beta1) * g
+            v[i] = beta2 * v[i] + (1 - beta2) * g * g
+            params[i] = params[i] - lr * weight_decay * params[i]
+            if n_sma >= 5:
+                rectifier = math.sqrt((1 - beta2 ** t) * (n_sma - 4) / (n_sma_max - 4) * (n_sma - 2) / n_sma
+                                      * n_sma_max / (n_sma_max - 2))
+                params[i] = params[i] - lr * rectifier / (1 - beta1 ** t) * m[i] / (np.sqrt(v[i]) + eps)
+            else:
+                params[i] = params[i] - lr / (1 - beta1 ** t) * m[i]
+        trajectory.append([p.copy() for p in params])
+    return trajectory
+
+
+def test_radam_first_steps_are_momentum_steps_like_the_reference():
+    """Steps 1-5 (ρ_t = 1 … 4.996 with β2 = 0.999) are θ ← θ(1 − lr·wd) − lr·m/bc1 in both; rectified from t = 6."""
+    grads, params0 = gradient_sequence(12), initial_params()
+    hparams = dict(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=5e-4)
+    ours = follow("radam", params0, grads, **hparams)
+    assert_same_trajectory(ours, radam_reference(params0, grads, **hparams), rtol=1e-13, atol=1e-15)
+    m, previous = np.zeros_like(params0[0]), params0[0]
+    for t in range(1, 7):
+        m = 0.9 * m + 0.1 * grads[t - 1][0]
+        momentum_step = previous * (1 - 1e-3 * 5e-4) - 1e-3 * m / (1 - 0.9 ** t)
+        assert np.allclose(ours[t - 1][0], momentum_step, rtol=0, atol=1e-15) == (t <= 5)
+        previous = ours[t - 1][0]
+
+
+def test_adabelief_builds_and_steps_silently(capfd):
+    model = nn.Linear(3, 2)
+    optimizer = build("adabelief", model.parameters(), lr=1e-3, eps=1e-8, weight_decay=5e-4)
+    model(torch.randn(4, 3)).sum().backward()
+    before = model.weight.detach().clone()
+    optimizer.step()
+    captured = capfd.readouterr()
+    assert captured.out == "" and captured.err == ""
+    assert not torch.equal(model.weight, before)
+    assert not optimizer.weight_decouple and not optimizer.rectify and optimizer.defaults["eps"] == 1e-8
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# ASGD, PTB's switch: torch's on the CPU, capturable on CUDA
+
+# What PTB's switch builds (tasks/language.py): plain SGD at the undecayed lr, averaging from the start.
+SWITCHED = {"lr": 30.0, "t0": 0, "lambd": 0.0, "weight_decay": 1.2e-6}
+
+
+def parameters(seed: int = 0) -> list[torch.nn.Parameter]:
+    generator = torch.Generator().manual_seed(seed)
+    return [torch.nn.Parameter(torch.randn(shape, generator=generator)) for shape in ((7, 5), (5,), (3, 4, 2))]
+
+
+def run(optimizer: torch.optim.Optimizer, params, steps: int, start: int = 0) -> None:
+    for step in range(start, start + steps):
+        generator = torch.Generator().manual_seed(100 + step)
+        for p in params:
+            p.grad = torch.randn(p.shape, generator=generator) * 1e-3
+        optimizer.step()
+
+
+class HostReads(TorchFunctionMode):
+    """Records reads of a tensor's value by the host (`.item()`, `float(t)`, ...): on CUDA each is a sync."""
+
+    def __init__(self):
+        super().__init__()
+        self.reads = []
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if getattr(func, "__name__", "") in {"item", "__float__", "__bool__", "__int__", "tolist"}:
+            self.reads.append(func.__name__)
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.fixture
+def cuda_path(monkeypatch):
+    """Stubbed: the parameters count as CUDA ones, and torch's ASGD takes the CPU as a capturable device."""
+    monkeypatch.setattr(registry, "capturable_on", lambda params: True)
+    monkeypatch.setattr(torch_asgd, "_get_capturable_supported_devices", lambda *a, **k: ["cpu", "cuda"])
+
+
+def test_on_the_cpu_it_is_torchs_asgd_bit_for_bit_and_keeps_its_spec():
+    ours, theirs = parameters(), parameters()
+    built = optim.build("asgd", ours, **SWITCHED)
+    assert type(built) is registry.DeviceASGD and built.defaults["capturable"] is False
+    run(built, ours, 20)
+    run(torch.optim.ASGD(theirs, **SWITCHED), theirs, 20)
+    assert all(torch.equal(a, b) for a, b in zip(ours, theirs))
+    spec = OptimizerSpec("asgd", SWITCHED, since_epoch=7)
+    assert OptimizerSpec(**asdict(spec)) == spec and "capturable" not in spec.hparams  # as a checkpoint carries it
+    with pytest.raises(ValueError, match="unknown hyperparameter 'capturable' for optimizer 'asgd'"):
+        optim.build("asgd", parameters(), capturable=True, **SWITCHED)
+
+
+@pytest.mark.usefixtures("cuda_path")
+@pytest.mark.parametrize("foreach", [False, True])  # torch's default on CUDA is foreach
+def test_the_cuda_step_reads_nothing_back_and_computes_the_plain_steps_values(foreach):
+    ours = parameters()
+    built = optim.build("asgd", ours, foreach=foreach, **SWITCHED)
+    assert built.defaults["capturable"] is True
+    with HostReads() as mode:
+        run(built, ours, 20)
+    assert mode.reads == []
+    plain_params = parameters()
+    plain = torch.optim.ASGD(plain_params, foreach=foreach, **SWITCHED)
+    with HostReads() as mode:
+        run(plain, plain_params, 20)
+    assert len(mode.reads) >= 20 * len(plain_params)  # torch's plain step: a read per parameter per step
+    for a, b in zip(ours, plain_params):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
+    for p, q in zip(ours, plain_params):
+        torch.testing.assert_close(built.state[p]["ax"], plain.state[q]["ax"], rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("saved_on_cuda, resumed_on_cuda", [(False, True), (True, False), (True, True)])
+def test_a_checkpoint_resumes_on_either_kind_of_device(monkeypatch, saved_on_cuda, resumed_on_cuda):
+    """5 steps, save, load into a fresh optimizer (maybe on the other kind of device), 5 more = 10 straight steps.
+    The "CUDA" side is the stubbed capturable path; a CPU checkpoint holds `step` as a non-capturable one does."""
+
+    def build(params, cuda: bool):
+        monkeypatch.setattr(registry, "capturable_on", lambda tensors: cuda)
+        return optim.build("asgd", params, **SWITCHED)
+
+    monkeypatch.setattr(torch_asgd, "_get_capturable_supported_devices", lambda *a, **k: ["cpu", "cuda"])
+    straight = parameters()
+    run(build(straight, resumed_on_cuda), straight, 10)
+
+    first = parameters()
+    saving = build(first, saved_on_cuda)
+    run(saving, first, 5)
+    state = copy.deepcopy(saving.state_dict())
+    second = [torch.nn.Parameter(p.detach().clone()) for p in first]
+    resuming = build(second, resumed_on_cuda)
+    resuming.load_state_dict(state)
+    assert all(group["capturable"] is resumed_on_cuda for group in resuming.param_groups)
+    assert all(resuming.state[p]["step"].dtype == torch.float32 for p in second)
+    run(resuming, second, 5, start=5)
+    for a, b in zip(second, straight):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
