@@ -19,8 +19,9 @@ REPO = Path(__file__).resolve().parents[1]
 BIN = REPO / ".venv" / "bin"
 
 __all__ = ["BIN", "REPO", "Relay", "assert_same", "assert_trajectories_close", "compose", "emitted_lines",
-           "final_state", "fresh_copy", "interrupt_at", "metrics_without_time", "read_search", "run_dir_of",
-           "run_path", "run_plain", "section_commands", "write_run"]
+           "final_state", "fresh_copy", "interrupt_at", "metrics_without_time", "read_search", "reference_activations",
+           "reference_pngs", "reference_statistics", "run_dir_of", "run_path", "run_plain", "section_commands",
+           "write_run"]
 
 
 def run_path(cfg) -> Path:
@@ -219,3 +220,35 @@ def assert_trajectories_close(ours, expected, rtol=1e-11, atol=1e-14):
     for t, (params, params_ref) in enumerate(zip(ours, expected), start=1):
         for i, (a, b) in enumerate(zip(params, params_ref)):
             torch.testing.assert_close(a, b, rtol=rtol, atol=atol, msg=lambda text: f"step {t}, tensor {i}: {text}")
+
+
+# ---- pytorch-fid's chain as the paper's reference ran it: images saved as PNGs, read back by pytorch-fid ----------
+
+def reference_pngs(images: torch.Tensor, folder: Path) -> list[str]:
+    """Each [-1, 1] image saved alone with save_image(normalize=True), as the reference wrote its samples."""
+    from torchvision.utils import save_image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for index, image in enumerate(images):
+        path = folder / f"{index:05d}.png"
+        save_image(image, path, normalize=True)
+        paths.append(str(path))
+    return paths
+
+
+def reference_activations(paths: list[str], dims: int, batch_size: int = 50):
+    """pytorch-fid's get_activations over PNG files, with pytorch-fid's own InceptionV3 (weights from TORCH_HOME)."""
+    from pytorch_fid.fid_score import get_activations
+    from pytorch_fid.inception import InceptionV3
+
+    model = InceptionV3([InceptionV3.BLOCK_INDEX_BY_DIM[dims]]).eval()
+    return get_activations(paths, model, batch_size=batch_size, dims=dims, device="cpu", num_workers=0)
+
+
+def reference_statistics(paths: list[str], dims: int):
+    """As pytorch-fid's calculate_activation_statistics: the mean and np.cov(rowvar=False) of the activations."""
+    import numpy as np
+
+    activations = reference_activations(paths, dims)
+    return np.mean(activations, axis=0), np.cov(activations, rowvar=False)

@@ -1,15 +1,9 @@
-"""FID (PROTOCOL.md §3): the Fréchet distance against pytorch-fid's, closed forms, the paper's PNG preprocessing,
-the real-statistics cache, weights handling and `adala-fid` against `python -m pytorch_fid`.
-
-Inception runs on a random-weights file in a temporary TORCH_HOME, and torch hub's downloader is stubbed to fail,
-so nothing here reaches the network.
-"""
+"""metrics/fid.py's arithmetic (PROTOCOL.md §3): the activation statistics, the Fréchet distance against pytorch-fid's
+(full-rank and singular covariances), closed forms, every shape and device check, the distance of images' features
+computed on the features' device, and the paper's PNG preprocessing against the round trip through files.
+No Inception runs here (test_fid_inception.py: the network, its weights and its features against pytorch-fid's)."""
 
 from __future__ import annotations
-
-import sys
-import urllib.error
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,27 +11,15 @@ import torch
 import torchvision.transforms as TF
 from PIL import Image
 from pytorch_fid.fid_score import calculate_frechet_distance
-from pytorch_fid.inception import FID_WEIGHTS_URL
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 from torchvision.utils import save_image
 
 from adala_bench.metrics import fid
-from adala_bench.metrics.fid import (FIDError, InceptionFeatures, RealStatisticsCache, activation_statistics,
-                                     frechet_distance, paper_preprocess)
+from adala_bench.metrics.fid import FIDError, activation_statistics, frechet_distance, paper_preprocess
 
 # pytorch-fid's own sqrtm call, which the comparisons run.
-pytestmark = [pytest.mark.usefixtures("no_network"),  # conftest: every download fails, as offline
-              pytest.mark.filterwarnings("ignore:The `disp` argument is deprecated:DeprecationWarning")]
-
-PYTHON = sys.executable
-REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def torch_home(random_home, monkeypatch) -> Path:
-    monkeypatch.setenv("TORCH_HOME", str(random_home))
-    return random_home
+pytestmark = pytest.mark.filterwarnings("ignore:The `disp` argument is deprecated:DeprecationWarning")
 
 
 def _gaussian_features(rng, n: int, dims: int, shift: float) -> np.ndarray:
@@ -45,7 +27,31 @@ def _gaussian_features(rng, n: int, dims: int, shift: float) -> np.ndarray:
     return np.abs(rng.standard_normal((n, dims)) @ mixing + shift)
 
 
-# ---- Fréchet distance ------------------------------------------------------------------------------------------
+# ---- activation statistics ---------------------------------------------------------------------------------------
+
+def test_activation_statistics_of_float32_features_are_those_of_their_float64_values():
+    """The mean and covariance are taken in float64 even when the features come in float32 (a float32 mean of large
+    activations is off in its last digits)."""
+    features = (1000 + np.random.default_rng(0).standard_normal((500, 8))).astype(np.float32)
+    exact = features.astype(np.float64)
+    mu, sigma = activation_statistics(features)
+    assert mu.dtype == sigma.dtype == np.float64
+    np.testing.assert_array_equal(mu, exact.mean(axis=0))
+    np.testing.assert_array_equal(sigma, np.cov(exact, rowvar=False))
+    assert not np.array_equal(features.mean(axis=0), mu)  # the float32 mean differs: the test can tell them apart
+
+
+def test_activation_statistics_accept_two_rows_and_refuse_fewer_or_other_shapes():
+    """N = 2 is the smallest set with an unbiased covariance; one row, a 1-D or a 3-D array is refused."""
+    mu, sigma = activation_statistics([[1.0, 2.0], [3.0, 6.0]])
+    np.testing.assert_array_equal(mu, [2.0, 4.0])
+    np.testing.assert_array_equal(sigma, [[2.0, 4.0], [4.0, 8.0]])  # deviations (-1, -2), (1, 2), divided by N - 1
+    for bad in (np.ones((1, 4)), np.arange(10.0), np.ones((4, 2, 2))):
+        with pytest.raises(FIDError, match=r"N x dims array with N >= 2, got shape"):
+            activation_statistics(bad)
+
+
+# ---- Fréchet distance --------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("dims, n", [(512, 1500), (128, 60)])  # full-rank covariances, then singular ones (n < dims)
 def test_frechet_distance_agrees_with_pytorch_fid(dims, n):
@@ -85,7 +91,41 @@ def test_frechet_distance_refuses_mismatched_or_nonfinite_statistics():
         frechet_distance(np.zeros(2), np.eye(2) * np.nan, np.zeros(2), np.eye(2))
 
 
-# ---- preprocessing ---------------------------------------------------------------------------------------------
+def test_frechet_distance_takes_statistics_of_any_dtype_as_float64():
+    """float32 statistics give exactly the distance of their float64 values, not a float32 or mixed computation,
+    whether all four or any one of them comes in float32."""
+    rng = np.random.default_rng(3)
+    mixing = rng.standard_normal((5, 5))
+    stats = [rng.standard_normal(5), mixing @ mixing.T, rng.standard_normal(5), np.eye(5) + 0.1 * mixing @ mixing.T]
+    as32 = [array.astype(np.float32) for array in stats]
+    expected = frechet_distance(*[array.astype(np.float64) for array in as32])
+    assert expected > 1.0
+    assert frechet_distance(*as32) == expected
+    for index in range(4):  # each statistic alone in float32
+        mixed = [as32[i] if i == index else as32[i].astype(np.float64) for i in range(4)]
+        assert frechet_distance(*mixed) == expected
+
+
+@pytest.mark.skipif(np.finfo(np.longdouble).eps >= np.finfo(np.float64).eps, reason="long double is float64 here")
+def test_frechet_distance_rounds_extended_precision_means_to_float64():
+    """A mean in long double is rounded to float64 first: a difference below float64's resolution counts as 0."""
+    near_one = np.ones(1, np.longdouble) + np.longdouble(2) ** -60
+    assert near_one[0] != 1 and np.float64(near_one[0]) == 1
+    zero = np.zeros((1, 1))
+    assert frechet_distance(near_one, zero, np.ones(1), zero) == 0.0
+    assert frechet_distance(np.ones(1), zero, near_one, zero) == 0.0
+
+
+def test_frechet_distance_refuses_each_mismatched_statistic_on_its_own():
+    """One wrong shape among four statistics is enough for FIDError, including a mean that would broadcast."""
+    good = [np.zeros(3), np.eye(3), np.zeros(3), np.eye(3)]
+    assert frechet_distance(*good) == 0.0
+    wrong = {0: np.zeros((3, 1)), 1: np.eye(2), 2: np.zeros(1), 3: np.eye(2)}  # mu1's own length sets dims
+    for index, bad in wrong.items():
+        statistics = [bad if i == index else good[i] for i in range(4)]
+        with pytest.raises(FIDError, match="FID statistics do not match"):
+            frechet_distance(*statistics)
+
 
 class DeviceRecorder(TorchDispatchMode):
     """The device of every tensor each aten op takes or returns, but for the host arrays as they come in: the
@@ -122,6 +162,8 @@ def test_frechet_distance_makes_every_tensor_on_the_requested_device():
     assert recorder.devices == {torch.device("cpu")}
 
 
+# ---- the FID of images' features ---------------------------------------------------------------------------------
+
 def test_fid_from_images_computes_the_distance_on_the_features_device():
     """The eigendecompositions run where the Inception features were computed (a GPU in real runs)."""
 
@@ -136,6 +178,35 @@ def test_fid_from_images_computes_the_distance_on_the_features_device():
         fid.fid_from_images(MetaFeatures(), [features[:4], features[4:]], (np.zeros(3), np.eye(3)))
     assert recorder.devices == {torch.device("meta")}
 
+
+class FixedFeatures:
+    """What fid_from_images uses of InceptionFeatures: `features(batch)` (here the flattened batch) and `device`."""
+
+    device = torch.device("cpu")
+
+    def features(self, images: torch.Tensor) -> np.ndarray:
+        return images.flatten(1).double().numpy()
+
+
+def test_fid_from_images_is_the_distance_of_all_batches_on_the_features_device(monkeypatch):
+    """The eigendecompositions run where the Inception features were computed (`features.device`, a GPU in real
+    runs), and the value is the distance of the concatenated batches' statistics."""
+    seen = []
+    real_distance = fid.frechet_distance
+
+    def spy(*args, device=None):
+        seen.append(device)
+        return real_distance(*args, device=device)
+
+    monkeypatch.setattr(fid, "frechet_distance", spy)
+    images = torch.rand(9, 2, 1, 1, generator=torch.Generator().manual_seed(0))
+    real = (np.zeros(2), np.eye(2))
+    got = fid.fid_from_images(FixedFeatures(), [images[:4], images[4:]], real)
+    assert seen == [torch.device("cpu")]
+    assert got == real_distance(*activation_statistics(images.flatten(1).double().numpy()), *real)
+
+
+# ---- preprocessing -----------------------------------------------------------------------------------------------
 
 def test_paper_preprocess_equals_the_png_round_trip(tmp_path):
     """save_image(normalize=True) per image to PNG, read back as pytorch-fid's ImagePathDataset + ToTensor does."""
@@ -152,107 +223,11 @@ def test_paper_preprocess_equals_the_png_round_trip(tmp_path):
     assert torch.equal(paper_preprocess(images), torch.stack(read_back))
 
 
-# ---- weights ---------------------------------------------------------------------------------------------------
-
-def test_weights_location_follows_torch_home_at_call_time(tmp_path, monkeypatch):
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "one"))
-    assert fid.inception_weights_file() == tmp_path / "one" / "hub" / "checkpoints" / fid.WEIGHTS_FILE
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "two"))
-    assert fid.inception_weights_file().parent == tmp_path / "two" / "hub" / "checkpoints"
-    assert fid.WEIGHTS_FILE == "pt_inception-2015-12-05-6726825d.pth" and fid.WEIGHTS_SHA256_PREFIX == "6726825d"
-
-
-def test_offline_weights_error_is_one_line_naming_file_url_and_folder(tmp_path, monkeypatch):
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
-    folder = tmp_path / "hub" / "checkpoints"
-    with pytest.raises(FIDError) as error:
-        fid.ensure_inception_weights()  # goes through pytorch-fid's loader into the stubbed downloader
-    message = str(error.value)
-    assert "\n" not in message
-    assert fid.WEIGHTS_FILE in message and FID_WEIGHTS_URL in message and f"put it in {folder}" in message
-    assert "URLError" in message
-
-
-def test_a_failed_download_is_tried_once_per_folder(tmp_path, monkeypatch):
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
-    attempts = []
-
-    def offline(url, *args, **kwargs):
-        attempts.append(url)
-        raise urllib.error.URLError("no route to host")
-
-    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
-    for _ in range(2):
-        with pytest.raises(FIDError, match="no route to host"):
-            fid.ensure_inception_weights()
-    assert attempts == [FID_WEIGHTS_URL]
-
-
-def test_unloadable_weights_file_is_a_one_line_error(tmp_path, monkeypatch):
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
-    path = fid.inception_weights_file()
-    path.parent.mkdir(parents=True)
-    torch.save({"conv.weight": torch.zeros(1)}, path)  # loads, but is not the FID-Inception's state dict
-    with pytest.raises(FIDError) as error:
-        InceptionFeatures("cpu", dims=64)
-    assert "\n" not in str(error.value) and str(error.value).startswith(f"Inception weights {path} do not load")
-
-
-def test_random_weights_are_labelled_and_the_real_prefix_is_recognised(torch_home, monkeypatch):
-    path = fid.inception_weights_file()
-    assert path.is_file() and not fid.weights_are_real()
-    assert fid.weights_label() == fid.RANDOM_LABEL == "RANDOM WEIGHTS: not a real FID"
-    monkeypatch.setattr(fid, "WEIGHTS_SHA256_PREFIX", fid.weights_sha256(path)[:8])  # pretend it is the real file
-    assert fid.weights_label() == fid.REAL_LABEL == "pt_inception-2015-12-05 (real)"
-
-
-def test_inception_features_batching_range_and_labels(torch_home):
-    features = InceptionFeatures("cpu", dims=64, batch_size=3)
-    assert features.weights_label == fid.RANDOM_LABEL
-    images = torch.rand(5, 3, 40, 40, generator=torch.Generator().manual_seed(0))
-    batched = features.features(images)
-    assert batched.shape == (5, 64) and batched.dtype == np.float64 and batched.std(axis=0).min() > 0
-    features.batch_size = 50
-    np.testing.assert_allclose(features.features(images), batched, rtol=1e-5, atol=1e-6)
-    with pytest.raises(FIDError, match=r"images must lie in \[0, 1\].*paper_preprocess"):
-        features.features(images * 2 - 1)
-    with pytest.raises(FIDError, match="dims must be one of 64, 192, 768, 2048, got 100"):
-        InceptionFeatures("cpu", dims=100)
-
-
-def test_fid_of_images_against_their_own_statistics_is_zero(torch_home):
-    features = InceptionFeatures("cpu", dims=64)
-    images = torch.rand(12, 3, 32, 32, generator=torch.Generator().manual_seed(1))
-    stats = activation_statistics(features.features(images))
-    assert abs(fid.fid_from_images(features, [images[:5], images[5:]], stats)) < 1e-6 * np.trace(stats[1])
-
-
-# ---- real-statistics cache -------------------------------------------------------------------------------------
-
-def test_cache_computes_once_keys_files_and_refuses_stale(tmp_path):
-    cache = RealStatisticsCache(tmp_path / "stats")
-    sha = "ab" * 32
-    calls = []
-
-    def compute():
-        calls.append(1)
-        return np.arange(64.0), np.eye(64)
-
-    mu, sigma = cache.load_or_compute("cifar10-train", 50, 64, sha, "md5 manifest\nline 2", compute)
-    again = cache.load_or_compute("cifar10-train", 50, 64, sha, "md5 manifest\nline 2", compute)
-    assert len(calls) == 1 and np.array_equal(again[0], mu) and np.array_equal(again[1], sigma)
-    path = cache.path("cifar10-train", 50, 64, sha)
-    assert path.name == f"fid-real-cifar10-train-n50-d64-w{sha[:16]}.npz"
-    assert sorted(p.name for p in path.parent.iterdir()) == [path.name]  # no temporary files left
-    cache.load_or_compute("cifar10-train", 60, 64, sha, "md5 manifest\nline 2", compute)  # another key, another file
-    assert len(calls) == 2 and cache.path("cifar10-train", 60, 64, sha).is_file()
-
-    with pytest.raises(FIDError) as error:
-        cache.load_or_compute("cifar10-train", 50, 64, sha, "another dataset", compute)
-    assert "\n" not in str(error.value) and str(error.value).startswith(f"stale FID statistics {path}")
-    assert f"delete {path}" in str(error.value) and len(calls) == 2  # never recomputed silently
-
-    with pytest.raises(FIDError, match=r"compute\(\) for .* gave mu \(4,\) and sigma \(4, 4\), expected \(64,\)"):
-        cache.load_or_compute("cifar10-train", 50, 64, "cd" * 32, "x", lambda: (np.zeros(4), np.eye(4)))
-    with pytest.raises(FIDError, match="protocol name 'a/b'"):
-        cache.path("a/b", 50, 64, sha)
+def test_paper_preprocess_refuses_a_3d_float_tensor_and_a_4d_integer_tensor():
+    """Both conditions hold on their own: a single image without its batch axis, and uint8 images (already 8 bits,
+    which the [-1, 1] round trip would stretch into nonsense)."""
+    assert paper_preprocess(torch.zeros(2, 3, 4, 4)).shape == (2, 3, 4, 4)
+    with pytest.raises(FIDError, match=r"float tensor N x C x H x W, got torch.float32 \(3, 4, 4\)"):
+        paper_preprocess(torch.zeros(3, 4, 4))
+    with pytest.raises(FIDError, match=r"float tensor N x C x H x W, got torch.uint8 \(2, 3, 4, 4\)"):
+        paper_preprocess(torch.zeros(2, 3, 4, 4, dtype=torch.uint8))

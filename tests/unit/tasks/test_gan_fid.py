@@ -1,12 +1,15 @@
-"""Table 4's FID against pytorch-fid itself (issue 17, path 1): the features and the statistics the GAN task computes in
-memory must equal what the reference computed from files, the images written as PNGs the reference's way.
+"""tasks/gan_fid.py, the GAN task's FID (Table 4, PROTOCOL.md §3): how it keys its Inception (one per device, dims and
+batch size, the weights fetched first), its real statistics (the cache of protocol `paper64`, keyed by the data's
+fingerprint, beside the dataset of each source) and the fingerprint itself; and the number the task records against
+pytorch-fid itself (issue 17, path 1): the statistics the GAN task computes in memory must equal what the reference
+computed from files, the images written as PNGs the reference's way.
 
 The reference saved each image alone with torchvision's `save_image(normalize=True)` and gave the folders to
 pytorch-fid, which reads every PNG (`ImagePathDataset` + `ToTensor`), runs its own `InceptionV3` (`get_activations`)
-and `calculate_frechet_distance` (scipy's sqrtm). Here that chain is run as written, on the same images, and the
-numbers the task records (InceptionFeatures.features on paper_preprocess, GeneratorFid's real statistics and the
-`fid` of WassersteinGAN.evaluate) must agree with it. The real images follow the reference's own data path too:
-PIL `Resize(64)`, `ToTensor`, `Normalize(0.5, 0.5)`, nothing from adala_bench.
+and `calculate_frechet_distance` (scipy's sqrtm). Here that chain is run as written (tests/helpers.py), on the same
+images, and GeneratorFid's real statistics and the `fid` of WassersteinGAN.evaluate must agree with it. The real
+images follow the reference's own data path too: PIL `Resize(64)`, `ToTensor`, `Normalize(0.5, 0.5)`, nothing from
+adala_bench. (metrics/test_fid_inception.py holds the features' own comparison with pytorch-fid.)
 
 Inception runs on a random-weights file (conftest `random_home`), which pytorch-fid's loader reads as it would the
 real one; nothing reaches the network.
@@ -14,6 +17,8 @@ real one; nothing reaches the network.
 
 from __future__ import annotations
 
+import inspect
+import re
 from pathlib import Path
 
 import numpy as np
@@ -21,21 +26,20 @@ import pytest
 import torch
 import torchvision.transforms as TF
 from PIL import Image
-from pytorch_fid.fid_score import calculate_frechet_distance, get_activations
-from pytorch_fid.inception import InceptionV3
-from torchvision.utils import save_image
+from pytorch_fid.fid_score import calculate_frechet_distance
 
-from adala_bench.data.cifar10 import cifar10_arrays
-from adala_bench.metrics.fid import InceptionFeatures, activation_statistics, fid_from_images, paper_preprocess
+from adala_bench.data.cifar10 import Cifar10Arrays, cifar10_arrays
+from adala_bench.metrics.fid import FIDError, InceptionFeatures, RealStatisticsCache
 from adala_bench.settings import FidSettings
-from adala_bench.tasks.gan_fid import train_images_fingerprint
+from adala_bench.tasks import gan_fid
+from adala_bench.tasks.gan_fid import GeneratorFid, fid_cache_dir, inception_features, train_images_fingerprint
 from adala_bench.tasks.generation import WassersteinGAN
+from helpers import reference_pngs, reference_statistics
 
 pytestmark = [pytest.mark.usefixtures("no_network"),
               pytest.mark.filterwarnings("ignore:The `disp` argument is deprecated:DeprecationWarning")]
 
 CPU = torch.device("cpu")
-
 
 @pytest.fixture(autouse=True)
 def torch_home(random_home, monkeypatch) -> Path:
@@ -43,71 +47,87 @@ def torch_home(random_home, monkeypatch) -> Path:
     return random_home
 
 
-# ---- the reference's chain, written out --------------------------------------------------------------------------
+# ---- the GAN task's Inception, real statistics and cache ---------------------------------------------------------
 
-def reference_pngs(images: torch.Tensor, folder: Path) -> list[str]:
-    """Each [-1, 1] image saved alone with save_image(normalize=True), as the reference wrote its samples."""
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for index, image in enumerate(images):
-        path = folder / f"{index:05d}.png"
-        save_image(image, path, normalize=True)
-        paths.append(str(path))
-    return paths
+class RecordingInception:
+    """Stands in for InceptionFeatures in gan_fid: records the device, dims and batch size it would be built with
+    (InceptionFeatures' own defaults for what is not passed), and builds nothing."""
 
-
-def reference_activations(paths: list[str], dims: int, batch_size: int = 50) -> np.ndarray:
-    """pytorch-fid's get_activations over PNG files, with pytorch-fid's own InceptionV3 (weights from TORCH_HOME)."""
-    model = InceptionV3([InceptionV3.BLOCK_INDEX_BY_DIM[dims]]).eval()
-    return get_activations(paths, model, batch_size=batch_size, dims=dims, device="cpu", num_workers=0)
+    def __init__(self, *args, **kwargs):
+        bound = inspect.signature(InceptionFeatures).bind(*args, **kwargs)
+        bound.apply_defaults()
+        self.device = torch.device(bound.arguments["device"])
+        self.dims, self.batch_size = bound.arguments["dims"], bound.arguments["batch_size"]
 
 
-def reference_statistics(paths: list[str], dims: int) -> tuple[np.ndarray, np.ndarray]:
-    """As pytorch-fid's calculate_activation_statistics: the mean and np.cov(rowvar=False) of the activations."""
-    activations = reference_activations(paths, dims)
-    return np.mean(activations, axis=0), np.cov(activations, rowvar=False)
+def test_inception_features_builds_one_per_device_dims_and_batch_size(torch_home, monkeypatch):
+    """A sweep's runs share one Inception per (weights, device, dims, batch size), built with exactly those."""
+    monkeypatch.setattr(gan_fid, "InceptionFeatures", RecordingInception)
+    monkeypatch.setattr(gan_fid, "_inception", {})
+    cpu = torch.device("cpu")
+    first = inception_features(cpu, 64, 50)
+    assert inception_features(cpu, 64, 50) is first
+    wanted = [(cpu, 64, 50), (torch.device("cuda"), 64, 50), (cpu, 192, 50), (cpu, 64, 7)]
+    built = [inception_features(*key) for key in wanted]
+    assert [(each.device, each.dims, each.batch_size) for each in built] == wanted
+    assert len({id(each) for each in built}) == 4
 
+
+def test_inception_features_fetches_missing_weights_first(tmp_path, monkeypatch):
+    """With no weights file, the GAN task goes through the download (which fails offline, saying so)."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    with pytest.raises(FIDError, match=r"are not in .* and the download failed \(URLError"):
+        inception_features(torch.device("cpu"), 64, 50)
+
+
+def test_generator_fid_reads_real_statistics_keyed_by_protocol_and_data_fingerprint(torch_home, tmp_path):
+    """GeneratorFid's real statistics are the cache file of protocol `paper64`, the image count, the dims, the
+    weights and the data's fingerprint; the same cache with another data set's fingerprint is refused."""
+    assert gan_fid.FID_PROTOCOL == "paper64"
+    settings = FidSettings(dims=64, every=0, curve_samples=2, final_samples=2, real_images=None, batch_size=50)
+    images = torch.zeros(4, 3, 64, 64, dtype=torch.uint8)
+    sha = inception_features(torch.device("cpu"), 64, 50).weights_sha256
+    cache = RealStatisticsCache(tmp_path)
+    path = cache.path("paper64", 4, 64, sha)
+    mu, sigma = np.arange(64.0), 2 * np.eye(64)
+    cache.load_or_compute("paper64", 4, 64, sha, "cifar10-train-sha256:aaaa", lambda: (mu, sigma))
+
+    meter = GeneratorFid(images, settings, device=torch.device("cpu"), cache_dir=tmp_path,
+                         data_fingerprint="cifar10-train-sha256:aaaa")
+    np.testing.assert_array_equal(meter.real_stats[0], mu)
+    np.testing.assert_array_equal(meter.real_stats[1], sigma)
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]
+    with pytest.raises(FIDError, match=r"stale FID statistics .*\(fingerprint <sha256 \w+> != <sha256 \w+>\)"):
+        GeneratorFid(images, settings, device=torch.device("cpu"), cache_dir=tmp_path,
+                     data_fingerprint="cifar10-train-sha256:bbbb")
+
+
+def test_fid_cache_dir_is_beside_the_dataset_of_each_source(tmp_path):
+    """`<root>/fid-stats` for the real CIFAR-10, `<root>/synthetic/fid-stats` for the synthetic one."""
+    assert fid_cache_dir(tmp_path, "real") == tmp_path / "fid-stats"
+    assert fid_cache_dir(str(tmp_path), "synthetic") == tmp_path / "synthetic" / "fid-stats"
+
+
+def test_train_images_fingerprint_covers_the_shape_as_well_as_the_bytes():
+    """The same bytes as 2 images of 3x4x4 or 4 of 3x2x4 are different training sets."""
+    pixels = torch.arange(96, dtype=torch.uint8)
+
+    def arrays(shape):
+        return Cifar10Arrays(pixels.reshape(shape), torch.zeros(shape[0], dtype=torch.int64),
+                             pixels.reshape(shape), torch.zeros(shape[0], dtype=torch.int64), ("a",))
+
+    first = train_images_fingerprint(arrays((2, 3, 4, 4)))
+    assert first == train_images_fingerprint(arrays((2, 3, 4, 4)))
+    assert re.fullmatch(r"cifar10-train-sha256:[0-9a-f]{64}", first)
+    assert first != train_images_fingerprint(arrays((4, 3, 2, 4)))
+
+
+# ---- the recorded FID against pytorch-fid's chain ----------------------------------------------------------------
 
 def reference_real_images(train_images_uint8: torch.Tensor) -> torch.Tensor:
     """The reference's real data: PIL image, Resize(64), ToTensor, Normalize(0.5, 0.5) -> [-1, 1], one by one."""
     transform = TF.Compose([TF.Resize(64), TF.ToTensor(), TF.Normalize((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))])
     return torch.stack([transform(Image.fromarray(image.permute(1, 2, 0).numpy())) for image in train_images_uint8])
-
-
-def generator_like(count: int, size: int = 64, seed: int = 0) -> torch.Tensor:
-    """[-1, 1] images with per-image ranges that differ (as a generator's tanh outputs do), some never reaching ±1."""
-    generator = torch.Generator().manual_seed(seed)
-    images = torch.tanh(1.5 * torch.randn(count, 3, size, size, generator=generator))
-    return images * (0.3 + 0.7 * torch.rand(count, 1, 1, 1, generator=generator))
-
-
-# ---- the tests ---------------------------------------------------------------------------------------------------
-
-def test_inception_features_equal_pytorch_fids_activations_on_the_reference_pngs(tmp_path):
-    """The protocol's pool3 features (2048-d): the in-memory path (paper_preprocess, then InceptionFeatures.features)
-    against get_activations on PNG files written by save_image(normalize=True)."""
-    images = generator_like(5)
-    expected = reference_activations(reference_pngs(images, tmp_path / "pngs"), dims=2048)
-    got = InceptionFeatures("cpu", dims=2048, batch_size=50).features(paper_preprocess(images))
-    assert got.shape == expected.shape == (5, 2048)
-    assert np.abs(expected).max() > 0.01  # the random network's features are not all ~0
-    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
-
-
-def test_fid_of_two_image_sets_equals_pytorch_fids(tmp_path):
-    """fid_from_images (64-d features, batches of 7 so batching is exercised) against calculate_frechet_distance on
-    pytorch-fid's statistics of the same images as PNGs."""
-    first = generator_like(40, seed=1)
-    second = torch.nn.functional.interpolate(generator_like(40, size=8, seed=2), size=64)  # blocky: another set
-    first_paths = reference_pngs(first, tmp_path / "first")
-    second_paths = reference_pngs(second, tmp_path / "second")
-    expected = calculate_frechet_distance(*reference_statistics(first_paths, 64),
-                                          *reference_statistics(second_paths, 64))
-    features = InceptionFeatures("cpu", dims=64, batch_size=7)
-    second_stats = activation_statistics(features.features(paper_preprocess(second)))
-    got = fid_from_images(features, [paper_preprocess(first[:13]), paper_preprocess(first[13:])], second_stats)
-    assert expected > 0.01  # two different sets: a real distance, not ~0
-    assert got == pytest.approx(expected, rel=1e-5)
 
 
 @pytest.fixture(scope="module")
