@@ -172,26 +172,6 @@ def test_override_line_round_trips_floats():
         assert compose(*line.split()).optimizer.lr == lr
 
 
-def test_search_experiments_sweep_lr_scale_around_the_as_run_lr():
-    for experiment, tasks, val_size in (("search_cifar10", "cifar10_vgg11,cifar10_resnet34,cifar10_densenet121", 5000),
-                                        ("search_ptb", "ptb_lstm1,ptb_lstm2,ptb_lstm3", 0)):
-        cfg = compose(f"+experiment={experiment}", hydra=True)
-        params = cfg.hydra.sweeper.params
-        assert params.lr_scale == "0.1,0.3,1,3,10" and params.task == tasks
-        assert params.optimizer == "fromage,adamw,radam,msvag,adam,yogi,adabound,sgd,adabelief,adala"
-        assert cfg.data.val_size == val_size and cfg.results.root == "results/search"
-    cfg = normalised(compose("+experiment=search_cifar10", "task=cifar10_vgg11", "optimizer=adam", "lr_scale=3"))
-    assert cfg.optimizer.lr == 3e-3 and "lr_scale" not in cfg
-    eps = compose("+experiment=search_ptb_eps", hydra=True)
-    params = eps.hydra.sweeper.params
-    assert (params.task, params.optimizer, params["optimizer.eps"], params.lr_scale) == (
-        "ptb_lstm1,ptb_lstm2,ptb_lstm3", "adabelief,adala", "1e-16,1e-12,1e-8", "0.1,0.3,1,3,10")
-    assert eps.data.val_size == 0 and eps.results.root == "results/search"
-    cfg = normalised(compose("+experiment=search_ptb_eps", "task=ptb_lstm2", "optimizer=adala",
-                             "optimizer.eps=1e-16", "lr_scale=0.3"))
-    assert (cfg.optimizer.lr, cfg.optimizer.eps) == (1e-2 * 0.3, 1e-16)  # AdaLA at AdaBelief's 2-layer lr
-
-
 def test_search_with_what_also_writes_the_tables(search_runs, tmp_path):
     out = tmp_path / "report"
     assert main(["--runs", str(search_runs), "--out", str(out), "--search", "--what", "tables"]) == 0

@@ -302,29 +302,6 @@ def test_hydra_submitit_launcher_runs_a_sweep_in_parallel_processes(tmp_path, da
     assert states == {"sgd": "completed", "adala": "completed"}
 
 
-def test_slurm_launcher_config_asks_one_gpu_per_run():
-    from helpers import compose
-
-    cfg = compose("hydra/launcher=slurm_gpu", hydra=True)
-    launcher = cfg.hydra.launcher
-    assert launcher._target_ == "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
-    assert (launcher.gpus_per_node, launcher.tasks_per_node) == (1, 1)
-
-
-def test_lr_scale_names_the_run_by_the_lr_it_gives(smoke):
-    from adala_bench.config import RunConfig, normalised, run_identity
-
-    scaled = smoke("task=cifar10_vgg11", "optimizer=adam", "lr_scale=3")
-    plain = smoke("task=cifar10_vgg11", "optimizer=adam", f"optimizer.lr={1e-3 * 3!r}")
-    with pytest.raises(ValueError, match="lr_scale is still in the config"):
-        run_identity(scaled, takes_lookahead=False)
-    assert normalised(scaled).optimizer.lr == 1e-3 * 3 and run_path(scaled) == run_path(plain)
-    assert run_path(scaled).parent.name.startswith("lr0.003-")
-    assert RunConfig.of(scaled).cfg.get("lr_scale") is None and scaled.lr_scale == 3  # normalised a copy
-    with pytest.raises(ConfigError, match="lr_scale=-1 is not allowed; it must be a number > 0"):
-        RunConfig.of(smoke("task=cifar10_vgg11", "optimizer=adam", "lr_scale=-1"))
-
-
 # Far more epochs than any test below waits for: a run that a test signals is still training when the signal lands,
 # however late the (busy) test gets to send it. The tests stop the runs they start; none trains to this end.
 NEVER_ENDS = "epochs=1000"

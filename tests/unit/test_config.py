@@ -1,17 +1,21 @@
-"""Every task × optimizer config composes, carries the paper's as-run values, and builds its optimizer."""
+"""config.py and conf/: every task × optimizer config composes, carries the paper's as-run values (CIFAR-10, PTB at
+each depth, the GANs) and builds its optimizer; the profiles (smoke, fast) and the experiments' sweeps; every value
+checked in one line naming its key; what names a run directory (lr_scale, the recurrent switch); the SLURM launcher's
+config."""
 
 from __future__ import annotations
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from adala_bench import optim
 from adala_bench.catalog import OPTIMIZER_ORDER, TASKS as CATALOGUE
-from adala_bench.config import CONF_DIR, ConfigError, RunConfig
+from adala_bench.config import CONF_DIR, ConfigError, RunConfig, normalised, run_identity
 from adala_bench.config import options as choices
-from adala_bench.settings import FID_DIMS, FidSettings, SettingsError, TrainerSettings
+from adala_bench.settings import FID_DIMS, FidSettings, OptimizerSpec, TrainerSettings
 
-from helpers import compose
+from helpers import compose, run_path
 
 TASKS = ["cifar10_densenet121", "cifar10_resnet34", "cifar10_vgg11"]
 
@@ -149,14 +153,6 @@ def test_every_value_is_checked_where_its_key_is_defined_and_the_error_names_the
     assert str(error.value) == message or str(error.value).startswith(message), str(error.value)
 
 
-def test_the_paper_trainer_defaults_are_the_settings_own_and_clipping_is_checked_by_them():
-    assert TrainerSettings.paper_switches() == {"precision": "fp32", "channels_last": False, "compile": False}
-    assert not TrainerSettings().fast and TrainerSettings(compile=True).fast
-    with pytest.raises(SettingsError, match=r"task.clip_grad_norm=0 is not allowed; it must be > 0 or null"):
-        TrainerSettings(clip_grad_norm=0)
-    assert TrainerSettings(clip_grad_norm=0.25).clip_grad_norm == 0.25
-
-
 def test_the_config_yaml_records_the_epochs_and_batch_size_that_run():
     run = RunConfig.of(compose("profile=smoke", "task=cifar10_vgg11"))
     recorded = run.recorded()
@@ -172,3 +168,151 @@ def test_the_store_knows_no_config_key():
 
     source = open(store.__file__).read()
     assert not re.search(r"lr_scale|lookahead_batch|optimizer\.|cfg\.|trainer\.|run_identity|hparam_tag", source)
+
+
+# ---- PTB (Table 3) -----------------------------------------------------------------------------------------------
+
+# PROTOCOL.md §4b, as run (not as the curve file names say); the 1-layer values where they differ.
+WD = 1.2e-6
+AS_RUN_DEEP = {
+    "adala": {"lr": 1e-2, "betas": [0.9, 0.999], "eps": 1e-12, "weight_decay": WD, "residual": "lookahead"},
+    "adabelief": {"lr": 1e-2, "betas": [0.9, 0.999], "eps": 1e-12, "weight_decay": WD},
+    "sgd": {"lr": 30.0, "momentum": 0.0, "weight_decay": WD},
+    "adabound": {"lr": 1e-2, "betas": [0.9, 0.999], "final_lr": 30.0, "gamma": 1e-3, "eps": 1e-8, "weight_decay": WD},
+    "yogi": {"lr": 1e-2, "betas": [0.9, 0.999], "eps": 1e-3, "initial_accumulator": 1e-6, "weight_decay": WD},
+    "adam": {"lr": 1e-2, "betas": [0.9, 0.999], "eps": 1e-8, "weight_decay": WD},
+    "adamw": {"lr": 1e-2, "betas": [0.9, 0.999], "eps": 1e-8, "weight_decay": WD},
+    "radam": {"lr": 1e-2, "betas": [0.9, 0.999], "eps": 1e-8, "weight_decay": WD},
+    "msvag": {"lr": 30.0, "betas": [0.9, 0.999], "weight_decay": WD},
+    "fromage": {"lr": 0.01},
+}
+
+
+ONE_LAYER = {
+    "adala": {"lr": 1e-3, "eps": 1e-16}, "adabelief": {"lr": 1e-3, "eps": 1e-16},
+    "adam": {"lr": 1e-3}, "adamw": {"lr": 1e-3}, "radam": {"lr": 1e-3},
+}
+
+
+def as_run(task: str, optimizer: str) -> dict:
+    values = dict(AS_RUN_DEEP[optimizer])
+    if task == "ptb_lstm1":
+        values.update(ONE_LAYER.get(optimizer, {}))
+    return values
+
+
+@pytest.mark.parametrize("task", ["ptb_lstm1", "ptb_lstm2", "ptb_lstm3"])
+@pytest.mark.parametrize("optimizer", sorted(AS_RUN_DEEP))
+def test_every_depth_and_optimizer_composes_with_the_as_run_values(task, optimizer):
+    paper = compose(f"task={task}", f"optimizer={optimizer}")
+    assert dict(RunConfig.of(paper).optimizer.hparams) == as_run(task, optimizer)
+    assert (paper.epochs, paper.batch_size, paper.task.clip_grad_norm) == (200, 20, 0.25)
+    assert list(paper.task.schedule.milestones) == [100, 145] and paper.task.nlayers == int(task[-1])
+
+
+def test_a_command_line_lr_wins_over_the_depths_value():
+    assert RunConfig.of(compose("task=ptb_lstm3", "optimizer=adala", "optimizer.lr=0.5")).optimizer.hparams["lr"] == 0.5
+
+
+def test_the_recurrent_switch_and_the_depths_get_their_own_run_directories():
+    default = run_path(compose("profile=smoke", "task=ptb_lstm2", "optimizer=adala"))
+    trained = run_path(compose("profile=smoke", "task=ptb_lstm2", "optimizer=adala", "task.lstm.train_recurrent=true"))
+    assert default.parent != trained.parent and default.parent.parent == trained.parent.parent
+
+
+# ---- the GANs (Table 4) ------------------------------------------------------------------------------------------
+
+# PROTOCOL.md §4c, as run (the same for critic and generator).
+GAN_AS_RUN = {
+    "adala": {"lr": 2e-4, "betas": [0.5, 0.999], "eps": 1e-12, "weight_decay": 0.0},
+    "adabelief": {"lr": 2e-4, "betas": [0.5, 0.999], "eps": 1e-12, "weight_decay": 0.0},
+    "sgd": {"lr": 2e-4, "momentum": 0.0, "weight_decay": 0.0},
+    "adabound": {"lr": 2e-4, "betas": [0.5, 0.999], "final_lr": 1e-2, "gamma": 1e-3, "eps": 1e-8, "weight_decay": 0.0},
+    "yogi": {"lr": 2e-4, "betas": [0.5, 0.999], "eps": 1e-8, "initial_accumulator": 1e-6, "weight_decay": 0.0},
+    "adam": {"lr": 2e-4, "betas": [0.5, 0.999], "eps": 1e-8, "weight_decay": 0.0},
+    "msvag": {"lr": 2e-4, "betas": [0.5, 0.999], "weight_decay": 0.0},
+    "radam": {"lr": 2e-4, "betas": [0.5, 0.999], "eps": 1e-8, "weight_decay": 0.0},
+    "adamw": {"lr": 2e-4, "betas": [0.5, 0.999], "eps": 1e-8, "weight_decay": 1e-2},
+    "fromage": {"lr": 2e-4},
+}
+
+
+@pytest.mark.parametrize("name", sorted(GAN_AS_RUN))
+def test_hparams_files_hold_the_as_run_values_and_build(name):
+    """conf/hparams/gan/<name>.yaml, as the task's defaults list picks it."""
+    spec = OptimizerSpec(name, OmegaConf.to_container(OmegaConf.load(CONF_DIR / "hparams" / "gan" / f"{name}.yaml")))
+    assert dict(spec.hparams) == GAN_AS_RUN[name]
+    built = spec.build([torch.zeros(2, requires_grad=True)])
+    assert built.param_groups[0]["lr"] == 2e-4
+    assert built.param_groups[0].get("weight_decay", 0.0) == GAN_AS_RUN[name].get("weight_decay", 0.0)
+    if "betas" in GAN_AS_RUN[name]:
+        assert tuple(built.param_groups[0]["betas"]) == (0.5, 0.999)
+
+
+@pytest.mark.parametrize("task, kind, model", [("gan_wgan", "wgan", "WGAN"), ("gan_wgan_gp", "wgan_gp", "WGAN-GP")])
+def test_task_files_compose_with_the_gan_hparams(task, kind, model):
+    cfg = compose(f"task={task}", "optimizer=yogi")
+    assert (cfg.task.name, cfg.task.family, cfg.task.model, cfg.task.kind) == (task, "gan", model, kind)
+    assert (cfg.epochs, cfg.batch_size, cfg.task.width, list(cfg.task.schedule.milestones)) == (100, 64, 1.0, [])
+    assert RunConfig.of(cfg).optimizer.hparams == GAN_AS_RUN["yogi"]
+    assert FidSettings(**OmegaConf.to_container(cfg.task.fid)) == FidSettings()  # the defaults are the protocol's
+    assert FidSettings() == FidSettings(dims=2048, every=0, curve_samples=5000, final_samples=64000, real_images=None,
+                                        batch_size=50)
+
+
+# ---- profile=fast ------------------------------------------------------------------------------------------------
+
+def test_the_fast_profile_composes_with_compile_on():
+    """The one switch these tests turn off is on in the shipped profile (so the override above is the only change)."""
+    assert compose("profile=fast", "task=cifar10_vgg11", "optimizer=adala").trainer.compile is True
+
+
+def test_fast_composes_with_the_speed_switches_and_paper_has_none():
+    fast = RunConfig.of(compose("profile=fast", "task=cifar10_resnet34", "optimizer=adala")).trainer
+    assert (fast.precision, fast.channels_last, fast.compile, fast.fast) == ("bf16", True, True, True)
+    paper = RunConfig.of(compose("task=cifar10_resnet34", "optimizer=adala")).trainer
+    assert not paper.fast
+    assert TrainerSettings.paper_switches() == {"precision": "fp32", "channels_last": False, "compile": False}
+    with pytest.raises(ValueError, match="trainer.precision='fp16' is not allowed; allowed: fp32, bf16"):
+        TrainerSettings(precision="fp16")
+
+
+# ---- the lr search, lr_scale and the launchers -------------------------------------------------------------------
+
+def test_search_experiments_sweep_lr_scale_around_the_as_run_lr():
+    for experiment, tasks, val_size in (("search_cifar10", "cifar10_vgg11,cifar10_resnet34,cifar10_densenet121", 5000),
+                                        ("search_ptb", "ptb_lstm1,ptb_lstm2,ptb_lstm3", 0)):
+        cfg = compose(f"+experiment={experiment}", hydra=True)
+        params = cfg.hydra.sweeper.params
+        assert params.lr_scale == "0.1,0.3,1,3,10" and params.task == tasks
+        assert params.optimizer == "fromage,adamw,radam,msvag,adam,yogi,adabound,sgd,adabelief,adala"
+        assert cfg.data.val_size == val_size and cfg.results.root == "results/search"
+    cfg = normalised(compose("+experiment=search_cifar10", "task=cifar10_vgg11", "optimizer=adam", "lr_scale=3"))
+    assert cfg.optimizer.lr == 3e-3 and "lr_scale" not in cfg
+    eps = compose("+experiment=search_ptb_eps", hydra=True)
+    params = eps.hydra.sweeper.params
+    assert (params.task, params.optimizer, params["optimizer.eps"], params.lr_scale) == (
+        "ptb_lstm1,ptb_lstm2,ptb_lstm3", "adabelief,adala", "1e-16,1e-12,1e-8", "0.1,0.3,1,3,10")
+    assert eps.data.val_size == 0 and eps.results.root == "results/search"
+    cfg = normalised(compose("+experiment=search_ptb_eps", "task=ptb_lstm2", "optimizer=adala",
+                             "optimizer.eps=1e-16", "lr_scale=0.3"))
+    assert (cfg.optimizer.lr, cfg.optimizer.eps) == (1e-2 * 0.3, 1e-16)  # AdaLA at AdaBelief's 2-layer lr
+
+
+def test_slurm_launcher_config_asks_one_gpu_per_run():
+    cfg = compose("hydra/launcher=slurm_gpu", hydra=True)
+    launcher = cfg.hydra.launcher
+    assert launcher._target_ == "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
+    assert (launcher.gpus_per_node, launcher.tasks_per_node) == (1, 1)
+
+
+def test_lr_scale_names_the_run_by_the_lr_it_gives(smoke):
+    scaled = smoke("task=cifar10_vgg11", "optimizer=adam", "lr_scale=3")
+    plain = smoke("task=cifar10_vgg11", "optimizer=adam", f"optimizer.lr={1e-3 * 3!r}")
+    with pytest.raises(ValueError, match="lr_scale is still in the config"):
+        run_identity(scaled, takes_lookahead=False)
+    assert normalised(scaled).optimizer.lr == 1e-3 * 3 and run_path(scaled) == run_path(plain)
+    assert run_path(scaled).parent.name.startswith("lr0.003-")
+    assert RunConfig.of(scaled).cfg.get("lr_scale") is None and scaled.lr_scale == 3  # normalised a copy
+    with pytest.raises(ConfigError, match="lr_scale=-1 is not allowed; it must be a number > 0"):
+        RunConfig.of(smoke("task=cifar10_vgg11", "optimizer=adam", "lr_scale=-1"))

@@ -1,13 +1,23 @@
-"""The `logger` config group as the runner reads it: which trackers a spelling chooses, their settings checked in one
-line, and a logger never part of the run's identity (the trackers themselves run in tests/e2e/test_trackers.py)."""
+"""settings.py, the one checker of the config's values (each refusal from a composed config: tests/unit/test_config.py):
+the trainer's paper defaults and clipping; the `logger` config group as the runner reads it: which trackers a
+spelling chooses, their settings checked in one line, and a logger never part of the run's identity (the trackers
+themselves run in tests/e2e/test_trackers.py)."""
 
 from __future__ import annotations
 
 import pytest
 
 from adala_bench.config import ConfigError, RunConfig
-from adala_bench.overrides import check_groups
+from adala_bench.settings import SettingsError, TrainerSettings
 from helpers import compose
+
+
+def test_the_paper_trainer_defaults_are_the_settings_own_and_clipping_is_checked_by_them():
+    assert TrainerSettings.paper_switches() == {"precision": "fp32", "channels_last": False, "compile": False}
+    assert not TrainerSettings().fast and TrainerSettings(compile=True).fast
+    with pytest.raises(SettingsError, match=r"task.clip_grad_norm=0 is not allowed; it must be > 0 or null"):
+        TrainerSettings(clip_grad_norm=0)
+    assert TrainerSettings(clip_grad_norm=0.25).clip_grad_norm == 0.25
 
 
 @pytest.mark.parametrize("overrides,names", [
@@ -48,27 +58,3 @@ def test_a_bad_wandb_mode_is_one_line_naming_the_key():
 def test_a_key_of_the_logger_section_that_names_no_tracker_is_refused():
     with pytest.raises(ConfigError, match=r"^logger.comet is not a tracker; allowed: tensorboard, mlflow, wandb$"):
         RunConfig.of(compose("task=cifar10_vgg11", "optimizer=adam", "+logger.comet.project=x"))
-
-
-@pytest.mark.parametrize("override", ["logger=comet", "logger=[tensorboard,comet]", "logger=none,comet"])
-def test_an_unknown_logger_is_refused_before_hydra_composes(override):
-    with pytest.raises(ConfigError, match="^unknown logger 'comet'; allowed: mlflow, none, tensorboard, wandb$"):
-        check_groups([override])
-
-
-@pytest.mark.parametrize("overrides,name", [
-    (("hydra.mode=RUN",), None),  # a single run belongs to no sweep
-    (("hydra.mode=MULTIRUN", "hydra.sweep.dir=/x/outputs/multirun/2026-01-02_03-04-05"), "2026-01-02_03-04-05"),
-    (("hydra.mode=MULTIRUN", "hydra.sweep.dir=/x/results/sweep-logs/lr-probe/worker3"), "lr-probe"),  # adala-sweep's
-    (("hydra.mode=MULTIRUN", "+experiment=table3", "hydra.sweep.dir=/x/results/sweep-logs/t/worker0"), "table3"),
-])
-def test_a_sweep_is_named_by_its_experiment_else_by_its_folder(monkeypatch, overrides, name):
-    """What groups a sweep's tracker runs, read from the job's Hydra config as a running job has it."""
-    from hydra.core.hydra_config import HydraConfig
-
-    from adala_bench.trackers import sweep_name
-
-    hydra = HydraConfig.instance()
-    monkeypatch.setattr(hydra, "cfg", hydra.cfg)  # put back after the test
-    hydra.set_config(compose("task=cifar10_vgg11", "optimizer=adam", *overrides, hydra=True))
-    assert sweep_name() == name

@@ -1,10 +1,11 @@
-"""adala_bench.tasks.build_task for all eight tasks (issue 17, path 4): what each one builds from a composed config,
+"""tasks/__init__.py's build_task for all eight tasks (issue 17, path 4): what each one builds from a composed config,
 held to architecture facts written out here by hand (the reference networks' channel counts, depths and sizes; the
 smoke profile's eighth width), never read back from the settings the builder was given.
 
 Two sizes each: the smoke profile (width 0.125) and the paper's networks (width 1.0, the paper's batch sizes) on the
 synthetic data. The GANs' paper-sized build keeps the smoke FID's 64-d features over 64 real images (the protocol's
-2048-d statistics of all train images take minutes on a CPU); their other FID settings stay the protocol's.
+2048-d statistics of all train images take minutes on a CPU); their other FID settings stay the protocol's. And the
+GAN's critic kind, FID settings, epochs and batch size as a composed smoke config names them.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from adala_bench.models.densenet import DenseNet
 from adala_bench.models.resnet import ResNet
 from adala_bench.models.vgg import VGG
 from adala_bench.settings import FidSettings
-from adala_bench.tasks import build_task
+from adala_bench.tasks import build_task, gan_fid
 from adala_bench.tasks.classification import Cifar10Classification
 from adala_bench.tasks.generation import WassersteinGAN
 from adala_bench.tasks.language import PennTreebankLM
@@ -178,3 +179,23 @@ def test_build_task_builds_the_gan_the_task_names(data_root, tmp_path, task, kin
     mu, sigma = built.fid_meter.real_stats
     assert mu.shape == (64,) and sigma.shape == (64, 64)
     assert built.generator(torch.zeros(2, 100, 1, 1)).shape == (2, 3, 64, 64)
+
+
+@pytest.mark.parametrize("task, kind", [("gan_wgan", "wgan"), ("gan_wgan_gp", "wgan_gp")])
+def test_build_task_builds_the_gan_the_config_names(tmp_path, task, kind):
+    """adala_bench.tasks.build_task itself, on a composed smoke config: the critic kind follows the task (the WGAN
+    critic ends in a sigmoid and is clamped after its steps; the WGAN-GP one has a linear head and no clamp), and the
+    FID settings, epochs and batch size are the config's (26 synthetic images of its own: not the shared data_root's
+    sizes)."""
+    data_root = tmp_path / "data"
+    cfg = compose("profile=smoke", f"task={task}", "optimizer=adala", f"data.root={data_root}",
+                  "data.synthetic.n_train=26", "data.synthetic.n_test=5", "task.width=0.0625",
+                  "task.fid.final_samples=6", "task.fid.curve_samples=4", "task.fid.real_images=null")
+    built = build_task(RunConfig.of(cfg), CPU)
+    assert isinstance(built, WassersteinGAN) and built.kind == kind
+    assert isinstance(built.critic.main[-1], torch.nn.Sigmoid) == (kind == "wgan")
+    assert (built.players["critic"].after_step is not None) == (kind == "wgan")
+    assert (built.epochs, built.batch_size, built.fid) == (2, 32, FidSettings(dims=64, every=1, curve_samples=4,
+                                                                              final_samples=6, real_images=None))
+    assert (data_root / "synthetic" / "fid-stats").is_dir()
+    assert gan_fid.fid_cache_dir(data_root, "real") == data_root / "fid-stats"

@@ -1,23 +1,12 @@
-"""The evaluation numbers a run records, against computations written apart from the tasks (issue 17, path 2, and the
-CIFAR-10 family of the pinned snapshot tests, which guard against change but not error).
-
-PTB (Table 3): val_loss/val_ppl and test_loss/test_ppl of an epoch's metrics row against a token-weighted
-cross-entropy computed here: the split's text file read and tokenised here (one <eos> per line, the vocabulary in
-order of first appearance in ptb.train.txt), cut into columns here (valid.txt at batch 10, test.txt at batch 1, the
-remainder dropped), the model run in eval mode chunk by chunk (chunks of 50, not the task's 70) with the hidden state
-carried, the cross-entropy summed over every target and divided by the number of targets scored. Perplexity is exp
-of that mean.
-
-CIFAR-10 (Table 2): test_loss/test_acc (and val_loss/val_acc with a held-out split) against the test pickle read
-here, normalised with torchvision's ToTensor and Normalize (the reference's constants), one forward in eval mode.
-
-Both train one epoch first through the runner's own build_trainer, so the model's predictions are not uniform and
-the numbers checked are the ones the trainer writes into the metrics row.
-"""
+"""tasks/classification.py, Table 2's task: the evaluation numbers a run records, against a computation written apart
+from the task (issue 17, path 2, and the CIFAR-10 family of the pinned snapshot tests, which guard against change but
+not error): test_loss/test_acc (and val_loss/val_acc with a held-out split) against the test pickle read here,
+normalised with torchvision's ToTensor and Normalize (the reference's constants), one forward in eval mode. The model
+trains one epoch first through the runner's own build_trainer, so its predictions are not uniform and the numbers
+checked are the ones the trainer writes into the metrics row."""
 
 from __future__ import annotations
 
-import math
 import pickle
 from pathlib import Path
 
@@ -30,84 +19,10 @@ from torch.nn import functional as F
 from adala_bench.config import RunConfig
 from adala_bench.runner import build_trainer
 from adala_bench.trainer import Progress
-
 from helpers import compose
 
 CPU = torch.device("cpu")
 
-
-# ---- PTB -----------------------------------------------------------------------------------------------------------
-
-def words_of(path: Path) -> list[str]:
-    """AWD-LSTM's Corpus: the words of every line, then <eos>."""
-    words = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        words += line.split() + ["<eos>"]
-    return words
-
-
-def ptb_tokens(folder: Path, split: str) -> torch.Tensor:
-    vocab: dict[str, int] = {}
-    for word in words_of(folder / "ptb.train.txt"):
-        vocab.setdefault(word, len(vocab))
-    return torch.tensor([vocab[word] for word in words_of(folder / f"ptb.{split}.txt")], dtype=torch.int64)
-
-
-def token_weighted_cross_entropy(model, tokens: torch.Tensor, columns: int, chunk: int = 50) -> tuple[float, int]:
-    """(mean cross-entropy over every next-token target, number of targets) of `model` in eval mode on the stream
-    cut into `columns` columns, read `chunk` rows at a time with the hidden state carried."""
-    rows = len(tokens) // columns
-    stream = tokens[:rows * columns].view(columns, rows).t()  # column j is the j-th contiguous piece of the text
-    model.eval()
-    total, targets_scored = 0.0, 0
-    with torch.no_grad():
-        hidden = model.init_hidden(columns)
-        for start in range(0, rows - 1, chunk):
-            stop = min(start + chunk, rows - 1)
-            inputs, targets = stream[start:stop], stream[start + 1:stop + 1]
-            output, hidden, _ = model(inputs, hidden)
-            logits = model.decoder(output).double()
-            total += F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1), reduction="sum").item()
-            targets_scored += targets.numel()
-    assert targets_scored == (rows - 1) * columns
-    return total / targets_scored, targets_scored
-
-
-# (valid tokens, test tokens): the smoke corpus's sizes (<eos> included), then sizes whose streams end right at a
-# chunk boundary of the task's 70-row chunks: valid 141 rows (140 targets, two full chunks), test 142 rows (the
-# last target alone in a third chunk).
-SIZES = [(2000, 2000), (1410, 142)]
-
-
-@pytest.mark.parametrize("n_valid, n_test", SIZES)
-def test_ptb_val_and_test_perplexity_equal_a_token_weighted_cross_entropy_computed_apart(tmp_path, n_valid, n_test):
-    ptb_root = tmp_path / "data"
-    cfg = compose("profile=smoke", "task=ptb_lstm2", "optimizer=adam", "epochs=1", f"data.root={ptb_root}",
-                  f"results.root={tmp_path / 'runs'}", f"task.synthetic.n_valid={n_valid}",
-                  f"task.synthetic.n_test={n_test}")
-    torch.manual_seed(0)
-    trainer = build_trainer(RunConfig.of(cfg), CPU)
-    row = trainer.train_epoch(Progress())
-    model = trainer.task.model
-
-    folder = ptb_root / "synthetic" / "ptb"
-    valid, test = ptb_tokens(folder, "valid"), ptb_tokens(folder, "test")
-    assert (len(valid), len(test)) == (n_valid, n_test)
-    val_loss, val_targets = token_weighted_cross_entropy(model, valid, columns=10)
-    test_loss, test_targets = token_weighted_cross_entropy(model, test, columns=1)
-    assert (val_targets, test_targets) == ((n_valid // 10 - 1) * 10, n_test - 1)
-    assert val_loss < math.log(200) - 0.05  # trained: better than uniform over the 200 words
-
-    assert row["val_loss"] == pytest.approx(val_loss, rel=2e-6)
-    assert row["test_loss"] == pytest.approx(test_loss, rel=2e-6)
-    assert row["val_ppl"] == pytest.approx(math.exp(val_loss), rel=1e-5)
-    assert row["test_ppl"] == pytest.approx(math.exp(test_loss), rel=1e-5)
-    # and the same model evaluated again gives the same numbers (evaluation leaves no state behind)
-    again = trainer.task.evaluate(0)
-    assert again["val_loss"] == row["val_loss"] and again["test_ppl"] == row["test_ppl"]
-
-
-# ---- CIFAR-10 ------------------------------------------------------------------------------------------------------
 
 # The reference's Normalize constants (AdaBelief's classification_cifar10/main.py), written out here.
 MEAN, STD = (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)

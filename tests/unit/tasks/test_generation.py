@@ -1,15 +1,14 @@
-"""WGAN / WGAN-GP (PROTOCOL.md §3, Table 4) on the shared trainer: the data path (Resize(64) as torchvision's PIL
-path, batches a function of (seed, epoch)), every kind × optimizer for one epoch with the as-run hyperparameters,
-WGAN's clamp after critic steps only, the gradient penalty, AdaLA's two look-aheads (ADALA.md: what they evaluate
-and what they must leave alone), resume bit for bit, FID rows and sample grids.
+"""tasks/generation.py, WGAN / WGAN-GP (PROTOCOL.md §3, Table 4) on the shared trainer: batches a function of (seed,
+epoch), every kind × optimizer for one epoch with the as-run hyperparameters, WGAN's clamp after critic steps only,
+the gradient penalty, AdaLA's two look-aheads (ADALA.md: what they evaluate and what they must leave alone), resume
+bit for bit, FID rows and sample grids. (The GAN configs' as-run values: tests/unit/test_config.py; build_task:
+tasks/test_build_task.py; the images' resize: data/test_gan_images.py; the FID's keys: tasks/test_gan_fid.py.)
 
 Everything is tiny (width 1/16, 26 synthetic images, Inception at 64 dims on a handful of samples) and offline:
 Inception runs on a random-weights file in a temporary TORCH_HOME, and torch hub's downloader is stubbed to fail.
 """
 
 from __future__ import annotations
-
-from adala_bench.config import RunConfig
 
 import copy
 import io
@@ -19,26 +18,24 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import torchvision.transforms as TF
 from omegaconf import OmegaConf
 from PIL import Image
-from torch.nn import functional as F
 
 from adala_bench import optim
 from adala_bench.metrics import fid as fid_module
 from adala_bench.metrics.fid import FIDError, activation_statistics, paper_preprocess
-from adala_bench.models.dcgan import gradient_penalty
+from adala_bench.catalog import OPTIMIZER_ORDER
 from adala_bench.config import CONF_DIR
 from adala_bench.data.cifar10 import cifar10_arrays
 from adala_bench.data.gan_images import resize_like_pil, to_unit_range
+from adala_bench.models.dcgan import gradient_penalty
 from adala_bench.settings import FidSettings, OptimizerSpec, Schedule, TrainerSettings
 from adala_bench.store import SAMPLES_FILE
-from adala_bench.tasks import build_task, gan_fid, generation
+from adala_bench.tasks import gan_fid, generation
 from adala_bench.tasks.gan_fid import train_images_fingerprint
 from adala_bench.tasks.generation import WassersteinGAN
 from adala_bench.trainer import Progress, Trainer
-
-from helpers import assert_same, compose, final_state
+from helpers import assert_same, final_state
 
 pytestmark = pytest.mark.usefixtures("no_network")  # conftest: every download fails, as offline
 
@@ -47,20 +44,6 @@ KINDS = ("wgan", "wgan_gp")
 N_TRAIN, BATCH = 26, 4  # 7 batches, the last one short (2 images); generator steps at batches 0 and 5
 WIDTH = 0.0625  # ngf = ndf = 4
 SMALL_FID = FidSettings(dims=64, every=0, curve_samples=2, final_samples=2, batch_size=50)
-
-# PROTOCOL.md §4c, as run (the same for critic and generator).
-GAN_AS_RUN = {
-    "adala": {"lr": 2e-4, "betas": [0.5, 0.999], "eps": 1e-12, "weight_decay": 0.0},
-    "adabelief": {"lr": 2e-4, "betas": [0.5, 0.999], "eps": 1e-12, "weight_decay": 0.0},
-    "sgd": {"lr": 2e-4, "momentum": 0.0, "weight_decay": 0.0},
-    "adabound": {"lr": 2e-4, "betas": [0.5, 0.999], "final_lr": 1e-2, "gamma": 1e-3, "eps": 1e-8, "weight_decay": 0.0},
-    "yogi": {"lr": 2e-4, "betas": [0.5, 0.999], "eps": 1e-8, "initial_accumulator": 1e-6, "weight_decay": 0.0},
-    "adam": {"lr": 2e-4, "betas": [0.5, 0.999], "eps": 1e-8, "weight_decay": 0.0},
-    "msvag": {"lr": 2e-4, "betas": [0.5, 0.999], "weight_decay": 0.0},
-    "radam": {"lr": 2e-4, "betas": [0.5, 0.999], "eps": 1e-8, "weight_decay": 0.0},
-    "adamw": {"lr": 2e-4, "betas": [0.5, 0.999], "eps": 1e-8, "weight_decay": 1e-2},
-    "fromage": {"lr": 2e-4},
-}
 
 
 # ---- fixtures --------------------------------------------------------------------------------------------------
@@ -148,63 +131,7 @@ def capture_gradients(optimizer) -> list[list[torch.Tensor]]:
     return seen
 
 
-# ---- configs ---------------------------------------------------------------------------------------------------
-
-@pytest.mark.parametrize("name", sorted(GAN_AS_RUN))
-def test_hparams_files_hold_the_as_run_values_and_build(name):
-    spec = gan_spec(name)
-    assert dict(spec.hparams) == GAN_AS_RUN[name]
-    built = spec.build([torch.zeros(2, requires_grad=True)])
-    assert built.param_groups[0]["lr"] == 2e-4
-    assert built.param_groups[0].get("weight_decay", 0.0) == GAN_AS_RUN[name].get("weight_decay", 0.0)
-    if "betas" in GAN_AS_RUN[name]:
-        assert tuple(built.param_groups[0]["betas"]) == (0.5, 0.999)
-
-
-@pytest.mark.parametrize("task, kind, model", [("gan_wgan", "wgan", "WGAN"), ("gan_wgan_gp", "wgan_gp", "WGAN-GP")])
-def test_task_files_compose_with_the_gan_hparams(task, kind, model):
-    cfg = compose(f"task={task}", "optimizer=yogi")
-    assert (cfg.task.name, cfg.task.family, cfg.task.model, cfg.task.kind) == (task, "gan", model, kind)
-    assert (cfg.epochs, cfg.batch_size, cfg.task.width, list(cfg.task.schedule.milestones)) == (100, 64, 1.0, [])
-    assert RunConfig.of(cfg).optimizer.hparams == GAN_AS_RUN["yogi"]
-    assert FidSettings(**OmegaConf.to_container(cfg.task.fid)) == FidSettings()  # the defaults are the protocol's
-    assert FidSettings() == FidSettings(dims=2048, every=0, curve_samples=5000, final_samples=64000, real_images=None,
-                                        batch_size=50)
-
-
-@pytest.mark.parametrize("task, kind", [("gan_wgan", "wgan"), ("gan_wgan_gp", "wgan_gp")])
-def test_build_task_builds_the_gan_the_config_names(data_root, task, kind):
-    """adala_bench.tasks.build_task itself, on a composed smoke config: the critic kind follows the task (the WGAN
-    critic ends in a sigmoid and is clamped after its steps; the WGAN-GP one has a linear head and no clamp), and the
-    FID settings, epochs and batch size are the config's."""
-    cfg = compose("profile=smoke", f"task={task}", "optimizer=adala", f"data.root={data_root}",
-                  f"data.synthetic.n_train={N_TRAIN}", "data.synthetic.n_test=5", "task.width=0.0625",
-                  "task.fid.final_samples=6", "task.fid.curve_samples=4", "task.fid.real_images=null")
-    built = build_task(RunConfig.of(cfg), CPU)
-    assert isinstance(built, WassersteinGAN) and built.kind == kind
-    assert isinstance(built.critic.main[-1], torch.nn.Sigmoid) == (kind == "wgan")
-    assert (built.players["critic"].after_step is not None) == (kind == "wgan")
-    assert (built.epochs, built.batch_size, built.fid) == (2, 32, FidSettings(dims=64, every=1, curve_samples=4,
-                                                                              final_samples=6, real_images=None))
-    assert (data_root / "synthetic" / "fid-stats").is_dir()
-    assert gan_fid.fid_cache_dir(data_root, "real") == data_root / "fid-stats"
-
-
-# ---- data ------------------------------------------------------------------------------------------------------
-
-def test_resize_equals_torchvision_resize64_on_pil_then_totensor_normalize(data):
-    """Max difference 0: the device resize is bit-identical to Resize(64) → ToTensor → Normalize(0.5, 0.5) on PIL
-    images, for the synthetic set and for uniform noise (which a single-pass float bilinear misses by one level)."""
-    noise = torch.randint(0, 256, (40, 3, 32, 32), generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
-    reference = TF.Compose([TF.Resize(64), TF.ToTensor(), TF.Normalize((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))])
-    for images in (data.train_images, noise):
-        expected = torch.stack([reference(Image.fromarray(image.permute(1, 2, 0).numpy())) for image in images])
-        ours = to_unit_range(resize_like_pil(images, 64))
-        assert ours.shape == (len(images), 3, 64, 64)
-        assert (ours - expected).abs().max().item() == 0.0
-    single_pass = F.interpolate(noise.float(), size=64, mode="bilinear", align_corners=False).round()
-    assert (single_pass - resize_like_pil(noise, 64).float()).abs().max().item() == 1.0
-
+# ---- initial weights and batches ---------------------------------------------------------------------------------
 
 def test_initial_weights_do_not_depend_on_an_inception_built_before(make_task, monkeypatch):
     """Building Inception draws from the global RNG; it is built once per process, so it must not shift the seed."""
@@ -241,7 +168,7 @@ def test_batches_are_a_function_of_seed_and_epoch(make_task, data):
 # ---- one epoch for every kind and optimizer ----------------------------------------------------------------------
 
 @pytest.mark.parametrize("kind", KINDS)
-@pytest.mark.parametrize("name", sorted(GAN_AS_RUN))
+@pytest.mark.parametrize("name", sorted(OPTIMIZER_ORDER))
 def test_every_kind_and_optimizer_trains_an_epoch(make_task, monkeypatch, kind, name):
     """Finite losses; the clamp holds after every WGAN critic step and runs only there; a generator step leaves the
     critic's parameters alone; every BatchNorm saw exactly the real passes (look-aheads undone)."""

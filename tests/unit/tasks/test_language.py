@@ -1,53 +1,38 @@
-"""Table 3's task on the small synthetic corpus: every depth × optimizer composes with the as-run values and learns;
-AdaLA's epoch equals a hand-written loop (carried hidden state, per-batch lr scaling, clipping of g and g');
-SGD's switch to ASGD; the recurrent matrices as the reference leaves them, or trained on request."""
+"""tasks/language.py, Table 3's task on the small synthetic corpus: AdaLA's epoch equals a hand-written loop (carried
+hidden state, per-batch lr scaling, clipping of g and g'); the plateau rule (the reference's nonmono); and the
+evaluation numbers a run records, against a computation written apart from the task (issue 17, path 2, and the PTB
+family of the pinned snapshot tests, which guard against change but not error).
+
+The evaluation: val_loss/val_ppl and test_loss/test_ppl of an epoch's metrics row against a token-weighted
+cross-entropy computed here: the split's text file read and tokenised here (one <eos> per line, the vocabulary in
+order of first appearance in ptb.train.txt), cut into columns here (valid.txt at batch 10, test.txt at batch 1, the
+remainder dropped), the model run in eval mode chunk by chunk (chunks of 50, not the task's 70) with the hidden state
+carried, the cross-entropy summed over every target and divided by the number of targets scored. Perplexity is exp
+of that mean. The model trains one epoch first through the runner's own build_trainer, so its predictions are not
+uniform and the numbers checked are the ones the trainer writes into the metrics row.
+
+(The as-run values of every depth: tests/unit/test_config.py; whole runs: tests/e2e/test_ptb_runs.py.)"""
 
 from __future__ import annotations
 
-from adala_bench.config import RunConfig
-
 import copy
+import math
+from pathlib import Path
 
 import pytest
 import torch
 from torch.nn import functional as F
 
 from adala_bench import optim
-from adala_bench.runner import train_one
-from helpers import run_path
+from adala_bench.config import RunConfig
+from adala_bench.runner import build_trainer
+from adala_bench.settings import Schedule, TrainerSettings
 from adala_bench.tasks import build_task
 from adala_bench.tasks.language import BPTT, PennTreebankLM
-from adala_bench.settings import Schedule, TrainerSettings
 from adala_bench.trainer import Progress, Trainer, detach
-
 from helpers import compose
 
 CPU = torch.device("cpu")
-WD = 1.2e-6
-# PROTOCOL.md §4b, as run (not as the curve file names say); the 1-layer values where they differ.
-AS_RUN_DEEP = {
-    "adala": {"lr": 1e-2, "betas": [0.9, 0.999], "eps": 1e-12, "weight_decay": WD, "residual": "lookahead"},
-    "adabelief": {"lr": 1e-2, "betas": [0.9, 0.999], "eps": 1e-12, "weight_decay": WD},
-    "sgd": {"lr": 30.0, "momentum": 0.0, "weight_decay": WD},
-    "adabound": {"lr": 1e-2, "betas": [0.9, 0.999], "final_lr": 30.0, "gamma": 1e-3, "eps": 1e-8, "weight_decay": WD},
-    "yogi": {"lr": 1e-2, "betas": [0.9, 0.999], "eps": 1e-3, "initial_accumulator": 1e-6, "weight_decay": WD},
-    "adam": {"lr": 1e-2, "betas": [0.9, 0.999], "eps": 1e-8, "weight_decay": WD},
-    "adamw": {"lr": 1e-2, "betas": [0.9, 0.999], "eps": 1e-8, "weight_decay": WD},
-    "radam": {"lr": 1e-2, "betas": [0.9, 0.999], "eps": 1e-8, "weight_decay": WD},
-    "msvag": {"lr": 30.0, "betas": [0.9, 0.999], "weight_decay": WD},
-    "fromage": {"lr": 0.01},
-}
-ONE_LAYER = {
-    "adala": {"lr": 1e-3, "eps": 1e-16}, "adabelief": {"lr": 1e-3, "eps": 1e-16},
-    "adam": {"lr": 1e-3}, "adamw": {"lr": 1e-3}, "radam": {"lr": 1e-3},
-}
-
-
-def as_run(task: str, optimizer: str) -> dict:
-    values = dict(AS_RUN_DEEP[optimizer])
-    if task == "ptb_lstm1":
-        values.update(ONE_LAYER.get(optimizer, {}))
-    return values
 
 
 @pytest.fixture(scope="module")
@@ -57,19 +42,6 @@ def ptb_root(tmp_path_factory):
 
 def ptb(ptb_root, tmp_path, *overrides):
     return compose("profile=smoke", f"data.root={ptb_root}", f"results.root={tmp_path / 'runs'}", *overrides)
-
-
-@pytest.mark.parametrize("task", ["ptb_lstm1", "ptb_lstm2", "ptb_lstm3"])
-@pytest.mark.parametrize("optimizer", sorted(AS_RUN_DEEP))
-def test_every_depth_and_optimizer_composes_with_the_as_run_values(task, optimizer):
-    paper = compose(f"task={task}", f"optimizer={optimizer}")
-    assert dict(RunConfig.of(paper).optimizer.hparams) == as_run(task, optimizer)
-    assert (paper.epochs, paper.batch_size, paper.task.clip_grad_norm) == (200, 20, 0.25)
-    assert list(paper.task.schedule.milestones) == [100, 145] and paper.task.nlayers == int(task[-1])
-
-
-def test_a_command_line_lr_wins_over_the_depths_value():
-    assert RunConfig.of(compose("task=ptb_lstm3", "optimizer=adala", "optimizer.lr=0.5")).optimizer.hparams["lr"] == 0.5
 
 
 @pytest.mark.parametrize("lookahead_batch", ["next", "same"])
@@ -136,14 +108,72 @@ def test_the_plateau_rule_is_the_references_nonmono():
     assert not plateau(rows(4, 3, 3, 3, 3, 3, 3.5))  # worse than the last 5, but not than the best before them
 
 
-def test_the_recurrent_switch_and_the_depths_get_their_own_run_directories(ptb_root, tmp_path):
-    default = run_path(ptb(ptb_root, tmp_path, "task=ptb_lstm2", "optimizer=adala"))
-    trained = run_path(ptb(ptb_root, tmp_path, "task=ptb_lstm2", "optimizer=adala", "task.lstm.train_recurrent=true"))
-    assert default.parent != trained.parent and default.parent.parent == trained.parent.parent
+# ---- evaluation, against a computation written apart -------------------------------------------------------------
+
+def words_of(path: Path) -> list[str]:
+    """AWD-LSTM's Corpus: the words of every line, then <eos>."""
+    words = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        words += line.split() + ["<eos>"]
+    return words
 
 
-def test_val_size_is_refused_for_ptb(ptb_root, tmp_path):
-    from adala_bench.config import ConfigError
+def ptb_tokens(folder: Path, split: str) -> torch.Tensor:
+    vocab: dict[str, int] = {}
+    for word in words_of(folder / "ptb.train.txt"):
+        vocab.setdefault(word, len(vocab))
+    return torch.tensor([vocab[word] for word in words_of(folder / f"ptb.{split}.txt")], dtype=torch.int64)
 
-    with pytest.raises(ConfigError, match="data.val_size=100 is not allowed for ptb_lstm1; .*valid.txt"):
-        train_one(ptb(ptb_root, tmp_path, "task=ptb_lstm1", "optimizer=sgd", "data.val_size=100"))
+
+def token_weighted_cross_entropy(model, tokens: torch.Tensor, columns: int, chunk: int = 50) -> tuple[float, int]:
+    """(mean cross-entropy over every next-token target, number of targets) of `model` in eval mode on the stream
+    cut into `columns` columns, read `chunk` rows at a time with the hidden state carried."""
+    rows = len(tokens) // columns
+    stream = tokens[:rows * columns].view(columns, rows).t()  # column j is the j-th contiguous piece of the text
+    model.eval()
+    total, targets_scored = 0.0, 0
+    with torch.no_grad():
+        hidden = model.init_hidden(columns)
+        for start in range(0, rows - 1, chunk):
+            stop = min(start + chunk, rows - 1)
+            inputs, targets = stream[start:stop], stream[start + 1:stop + 1]
+            output, hidden, _ = model(inputs, hidden)
+            logits = model.decoder(output).double()
+            total += F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1), reduction="sum").item()
+            targets_scored += targets.numel()
+    assert targets_scored == (rows - 1) * columns
+    return total / targets_scored, targets_scored
+
+
+# (valid tokens, test tokens): the smoke corpus's sizes (<eos> included), then sizes whose streams end right at a
+# chunk boundary of the task's 70-row chunks: valid 141 rows (140 targets, two full chunks), test 142 rows (the
+# last target alone in a third chunk).
+SIZES = [(2000, 2000), (1410, 142)]
+
+
+@pytest.mark.parametrize("n_valid, n_test", SIZES)
+def test_ptb_val_and_test_perplexity_equal_a_token_weighted_cross_entropy_computed_apart(tmp_path, n_valid, n_test):
+    ptb_root = tmp_path / "data"
+    cfg = compose("profile=smoke", "task=ptb_lstm2", "optimizer=adam", "epochs=1", f"data.root={ptb_root}",
+                  f"results.root={tmp_path / 'runs'}", f"task.synthetic.n_valid={n_valid}",
+                  f"task.synthetic.n_test={n_test}")
+    torch.manual_seed(0)
+    trainer = build_trainer(RunConfig.of(cfg), CPU)
+    row = trainer.train_epoch(Progress())
+    model = trainer.task.model
+
+    folder = ptb_root / "synthetic" / "ptb"
+    valid, test = ptb_tokens(folder, "valid"), ptb_tokens(folder, "test")
+    assert (len(valid), len(test)) == (n_valid, n_test)
+    val_loss, val_targets = token_weighted_cross_entropy(model, valid, columns=10)
+    test_loss, test_targets = token_weighted_cross_entropy(model, test, columns=1)
+    assert (val_targets, test_targets) == ((n_valid // 10 - 1) * 10, n_test - 1)
+    assert val_loss < math.log(200) - 0.05  # trained: better than uniform over the 200 words
+
+    assert row["val_loss"] == pytest.approx(val_loss, rel=2e-6)
+    assert row["test_loss"] == pytest.approx(test_loss, rel=2e-6)
+    assert row["val_ppl"] == pytest.approx(math.exp(val_loss), rel=1e-5)
+    assert row["test_ppl"] == pytest.approx(math.exp(test_loss), rel=1e-5)
+    # and the same model evaluated again gives the same numbers (evaluation leaves no state behind)
+    again = trainer.task.evaluate(0)
+    assert again["val_loss"] == row["val_loss"] and again["test_ppl"] == row["test_ppl"]
