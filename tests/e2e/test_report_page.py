@@ -1,8 +1,10 @@
-"""The report page: its blocks rendered to Markdown and to one self-contained HTML file, and the page adala-report
-writes (order of the parts, what the runs can support, partial sweeps, every figure embedded)."""
+"""The report page adala-report writes (order of the parts, what the runs can support, partial sweeps, every figure
+embedded in one self-contained HTML file). Its blocks' rendering: tests/unit/report/test_page.py."""
+
+from __future__ import annotations
+
 import base64
 import re
-from html.parser import HTMLParser
 
 import numpy as np
 import pytest
@@ -10,48 +12,8 @@ from matplotlib.image import imsave
 from omegaconf import OmegaConf
 
 from adala_bench.report.cli import main
-from adala_bench.report.page import Bullets, Heading, Image, Table, Text, inline_html, to_html, to_markdown
 from adala_bench.store import CONFIG_FILE, SAMPLES_FILE, RunDir
-from helpers import write_run
-
-
-class Document(HTMLParser):
-    """Every tag with its attributes, every <img> src, and the text, as Python's html.parser sees them."""
-
-    def __init__(self):
-        super().__init__()
-        self.tags, self.images, self.text = [], [], []
-
-    def handle_starttag(self, tag, attrs):
-        self.tags.append((tag, dict(attrs)))
-        if tag == "img":
-            self.images.append(dict(attrs)["src"])
-
-    def handle_data(self, data):
-        self.text.append(data)
-
-
-def parse(html: str) -> Document:
-    document = Document()
-    document.feed(html)
-    document.close()
-    return document
-
-
-def test_blocks_render_to_markdown_and_html(tmp_path):
-    imsave(tmp_path / "f.png", np.zeros((4, 4, 3)))
-    blocks = [Heading(2, "Title `x`"), Text("a < b, **bold**, [file](table2.csv)"), Bullets(["one", "two"]),
-              Table(["A", "B|C"], [["1", "2"]]), Image("f.png", "a caption")]
-    assert to_markdown(blocks) == (
-        "## Title `x`\n\na < b, **bold**, [file](table2.csv)\n\n- one\n- two\n\n| A | B\\|C |\n| --- | ---: |\n"
-        "| 1 | 2 |\n\n![a caption](f.png)\n\n*a caption*\n")
-    html = to_html(blocks, tmp_path, "T")
-    assert "<h2>Title <code>x</code></h2>" in html
-    assert "<p>a &lt; b, <strong>bold</strong>, <a href=\"table2.csv\">file</a></p>" in html
-    assert '<td class="l">1</td><td class="r">2</td>' in html
-    (src,) = parse(html).images
-    assert src == "data:image/png;base64," + base64.b64encode((tmp_path / "f.png").read_bytes()).decode()
-    assert inline_html("`<b>` & <i>") == "<code>&lt;b&gt;</code> &amp; &lt;i&gt;"
+from helpers import parse_html, write_run
 
 
 def acc_curve(values, per_epoch):
@@ -146,7 +108,7 @@ def test_a_paper_report_says_which_runs_trained_on_synthetic_data(tmp_path):
 def test_index_html_is_self_contained_with_every_figure_embedded(smoke_report):
     _, out = smoke_report
     html = (out / "index.html").read_text()
-    document = parse(html)
+    document = parse_html(html)
     pngs = sorted(p.name for p in out.glob("*.png"))
     assert len(pngs) == 6  # fig1 VGG11, fig2 LSTM-1layer, fig3 (samples) and fig5 (FID) WGAN, fig6, fig7
     assert len(document.images) == len(pngs)
@@ -176,7 +138,7 @@ def test_a_partial_sweep_with_one_optimizer_still_gives_a_correct_page(tmp_path)
     assert "Tasks without a completed run (left out of the cross-task view): VGG11, ResNet34, DenseNet121, " \
            "LSTM-1layer, LSTM-3layer, WGAN, WGAN-GP." in md
     assert "fig7_time_to_target not drawn: no task has an AdaBelief run to set the target" in md
-    assert parse((out / "index.html").read_text()).images  # the profile and Figure 2 are drawn and embedded
+    assert parse_html((out / "index.html").read_text()).images  # the profile and Figure 2 are drawn and embedded
 
 
 def test_no_runs_at_all(tmp_path):
@@ -187,4 +149,4 @@ def test_no_runs_at_all(tmp_path):
     assert "No task has a completed run: nothing to compare across tasks." in md
     assert "Figures were not drawn in this report (`--what tables`)." in md
     assert "No run directories were found." in md
-    assert parse((out / "index.html").read_text()).images == []
+    assert parse_html((out / "index.html").read_text()).images == []

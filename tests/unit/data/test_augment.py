@@ -1,3 +1,10 @@
+"""data/augment.py: CIFAR-10's training augmentation (random crop with padding, horizontal flip) and normalisation on
+tensors, equal to torchvision's image by image with the drawn randomness; batches a function of (seed, epoch) only;
+evaluation batches in order, unaugmented, covering the set once; the last partial batch kept; bad inputs refused;
+the same batches on a GPU as on the CPU."""
+
+from __future__ import annotations
+
 import pytest
 import torch
 import torchvision.transforms as T

@@ -1,3 +1,10 @@
+"""data/cifar10.py: the synthetic CIFAR-10 (the official layout, tensors in CHW order, deterministic per seed,
+learnable, rewritten only when its sizes, seed or files differ, without disturbing a reader) and the real one (one
+line with the fix when missing, the official md5s, an offline download that says where to put the files). The
+command line (adala-data): tests/e2e/test_data_cli.py."""
+
+from __future__ import annotations
+
 import hashlib
 import json
 import pickle
@@ -19,7 +26,6 @@ from adala_bench.data.cifar10 import (
     load_cifar10,
     write_synthetic_cifar10,
 )
-from adala_bench.data.cli import main
 
 N_TRAIN, N_TEST = 103, 31  # not multiples of 5 or 10, so uneven splits are exercised
 
@@ -191,40 +197,3 @@ def test_offline_download_fails_with_where_to_put_the_files(tmp_path, monkeypatc
 def test_bad_arguments():
     with pytest.raises(ValueError, match="n_train must be an int >= 5, got 4"):
         write_synthetic_cifar10("/nonexistent", n_train=4)
-
-
-def test_cli_writes_verifies_and_reports_errors_in_one_line(tmp_path, capsys):
-    assert main(["synthetic-cifar10", "--root", str(tmp_path), "--n-train", "12", "--n-test", "4", "--seed", "1"]) == 0
-    directory = tmp_path / "synthetic" / "cifar-10-batches-py"
-    assert capsys.readouterr().out == f"{directory}\n"
-    assert main(["verify", "cifar10", "--root", str(tmp_path), "--source", "synthetic"]) == 0
-    assert capsys.readouterr().out == f"{directory}: ok, 12 train and 4 test images\n"
-
-    assert main(["verify", "cifar10", "--root", str(tmp_path)]) == 2
-    captured = capsys.readouterr()
-    assert captured.out == ""
-    assert captured.err == (f"adala-data: error: CIFAR-10 not found at {tmp_path / 'cifar-10-batches-py'} "
-                            f"(missing data_batch_1); download it with: adala-data cifar10 --root {tmp_path} "
-                            f"(offline: download https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz by hand and "
-                            f"extract it under {tmp_path}; or try the suite on the synthetic stand-in: "
-                            f"data.source=synthetic)\n")
-
-    # The synthetic copy verified as if it were the official set: named for what it is, not called corrupt.
-    assert main(["verify", "cifar10", "--root", str(tmp_path / "synthetic")]) == 2
-    assert capsys.readouterr().err == (
-        f"adala-data: error: {directory} is a synthetic stand-in (its own manifest and synthetic.json), not the "
-        f"official CIFAR-10; verify it as what it is: adala-data verify cifar10 --root {tmp_path} --source "
-        "synthetic\n")
-
-    with pytest.raises(SystemExit) as exit_:
-        main(["synthetic-cifar10"])
-    assert exit_.value.code == 2
-    assert capsys.readouterr().err == "adala-data: error: the following arguments are required: --root\n"
-
-
-def test_verify_defaults_to_the_runs_data_root(tmp_path, monkeypatch, capsys):
-    monkeypatch.chdir(tmp_path)
-    assert main(["synthetic-cifar10", "--root", "data", "--n-train", "12", "--n-test", "4"]) == 0
-    capsys.readouterr()
-    assert main(["verify", "cifar10", "--source", "synthetic"]) == 0  # no --root: data/, the runs' data.root
-    assert capsys.readouterr().out.startswith("data/synthetic/cifar-10-batches-py: ok, 12 train and 4 test images")

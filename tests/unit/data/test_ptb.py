@@ -1,9 +1,15 @@
+"""data/ptb.py: PTB read as AWD-LSTM reads it (the vocabulary from train, words outside it refused), the files checked
+against the official md5s, token counts and vocabulary, the download (only the three files, verified, nothing bad
+left behind), batchify / get_batch / the sequence lengths as the reference draws them, and the synthetic corpus
+(layout, exact sizes, bigram structure, byte-identical per arguments, safe against concurrent writers). The command
+line (adala-data): tests/e2e/test_data_cli.py."""
+
+from __future__ import annotations
+
 import hashlib
-import io
 import json
 import math
 import re
-import tarfile
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
@@ -14,7 +20,6 @@ import torch
 
 from adala_bench.data import DataError
 from adala_bench.data import ptb
-from adala_bench.data.cli import main
 from adala_bench.data.ptb import (
     batchify,
     download_ptb,
@@ -24,13 +29,10 @@ from adala_bench.data.ptb import (
     sequence_lengths,
     write_synthetic_ptb,
 )
+from helpers import (PTB_URL, TINY_PTB, TINY_PTB_TOKENS, make_tiny_ptb_official, ptb_how, serve_download, tar_bytes,
+                     tiny_ptb_archive)
 
-URL = "https://www.fit.vutbr.cz/~imikolov/rnnlm/simple-examples.tgz"
-# Tiny files in PTB's layout: a space before and after each line's words.
-TRAIN = " the cat sat \n on the mat \n"
-VALID = " the cat \n"
-TEST = " on the mat \n sat \n"
-TINY_TOKENS = {"train": 8, "valid": 3, "test": 6}
+TRAIN, VALID, TEST = TINY_PTB["train"], TINY_PTB["valid"], TINY_PTB["test"]
 SMALL = dict(n_train_tokens=300, n_valid_tokens=40, n_test_tokens=50, vocab_size=20)
 
 
@@ -46,18 +48,10 @@ def write_ptb(root, train=TRAIN, valid=VALID, test=TEST):
     return directory
 
 
-def how(root) -> str:
-    return (f"download it with: adala-data ptb --root {root} (offline: download {URL} by hand and copy "
-            f"simple-examples/data/ptb.{{train,valid,test}}.txt to {root / 'ptb'}/)")
-
-
 @pytest.fixture
 def tiny_official(monkeypatch):
     """Make the tiny files the 'official' ones: their checksums, token counts and vocabulary size."""
-    monkeypatch.setattr(ptb, "OFFICIAL_MD5", {f"ptb.{s}.txt": md5(t.encode()) for s, t in
-                                              (("train", TRAIN), ("valid", VALID), ("test", TEST))})
-    monkeypatch.setattr(ptb, "OFFICIAL_TOKENS", TINY_TOKENS)
-    monkeypatch.setattr(ptb, "OFFICIAL_VOCAB_SIZE", 6)
+    make_tiny_ptb_official(monkeypatch)
 
 
 @pytest.fixture(scope="module")
@@ -86,13 +80,13 @@ def test_a_valid_or_test_word_outside_the_training_vocabulary_is_refused(tmp_pat
     with pytest.raises(DataError) as error:
         load_ptb(tmp_path)
     path = tmp_path / "ptb" / "ptb.test.txt"
-    assert str(error.value) == f"PTB file {path} line 2: word 'dog' is not in the training vocabulary; {how(tmp_path)}"
+    assert str(error.value) == f"PTB file {path} line 2: word 'dog' is not in the training vocabulary; {ptb_how(tmp_path)}"
 
 
 def test_missing_files_raise_one_line_with_both_ways_to_get_them(tmp_path):
     with pytest.raises(DataError) as error:
         load_ptb(tmp_path)
-    assert str(error.value) == f"PTB not found at {tmp_path / 'ptb'} (missing ptb.train.txt); {how(tmp_path)}"
+    assert str(error.value) == f"PTB not found at {tmp_path / 'ptb'} (missing ptb.train.txt); {ptb_how(tmp_path)}"
 
 
 def test_each_of_the_three_files_is_required(tmp_path, tiny_official):
@@ -108,7 +102,7 @@ def test_files_are_checked_against_the_official_md5(tmp_path):
         load_ptb(tmp_path)
     path = tmp_path / "ptb" / "ptb.train.txt"
     assert str(error.value) == (f"PTB file {path} is corrupt or truncated (md5 {md5(TRAIN.encode())} != "
-                                f"f26c4b92c5fdc7b3f8c7cdcb991d8420); delete it and {how(tmp_path)}")
+                                f"f26c4b92c5fdc7b3f8c7cdcb991d8420); delete it and {ptb_how(tmp_path)}")
 
 
 def test_truncated_file_is_refused_in_one_line(tmp_path, tiny_official):
@@ -126,7 +120,7 @@ def test_real_load_checks_the_official_token_counts_and_vocabulary(tmp_path, mon
     monkeypatch.setattr(ptb, "OFFICIAL_TOKENS", {"train": 929_589, "valid": 73_760, "test": 82_430})
     with pytest.raises(DataError, match="PTB at .* has 8 train tokens, expected 929589; download it with"):
         load_ptb(tmp_path)
-    monkeypatch.setattr(ptb, "OFFICIAL_TOKENS", TINY_TOKENS)
+    monkeypatch.setattr(ptb, "OFFICIAL_TOKENS", TINY_PTB_TOKENS)
     monkeypatch.setattr(ptb, "OFFICIAL_VOCAB_SIZE", 10_000)
     with pytest.raises(DataError, match="has a vocabulary of 6 words, expected 10000"):
         load_ptb(tmp_path)
@@ -134,39 +128,11 @@ def test_real_load_checks_the_official_token_counts_and_vocabulary(tmp_path, mon
 
 # ---- download ------------------------------------------------------------------------------------------------
 
-def archive_bytes(files: dict[str, str]) -> bytes:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
-        for name, text in files.items():
-            data = text.encode()
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return buffer.getvalue()
-
-
-def serve(monkeypatch, payload: bytes):
-    calls = []
-
-    def urlopen(url, timeout):
-        calls.append((url, timeout))
-        return io.BytesIO(payload)
-
-    monkeypatch.setattr(urllib.request, "urlopen", urlopen)
-    return calls
-
-
-def official_archive() -> bytes:
-    # As in simple-examples.tgz: "./"-prefixed names, and other files beside the three.
-    return archive_bytes({"./simple-examples/data/ptb.train.txt": TRAIN, "./simple-examples/data/ptb.valid.txt": VALID,
-                          "./simple-examples/data/ptb.test.txt": TEST, "./simple-examples/data/ptb.char.train.txt": "x",
-                          "./simple-examples/README": "readme"})
-
 
 def test_download_extracts_only_the_three_files_and_verifies_them(tmp_path, monkeypatch, tiny_official):
-    calls = serve(monkeypatch, official_archive())
+    calls = serve_download(monkeypatch, tiny_ptb_archive())
     directory = download_ptb(tmp_path)
-    assert directory == tmp_path / "ptb" and calls == [(URL, ptb.DOWNLOAD_TIMEOUT_S)]
+    assert directory == tmp_path / "ptb" and calls == [(PTB_URL, ptb.DOWNLOAD_TIMEOUT_S)]
     assert sorted(p.name for p in directory.iterdir()) == ["ptb.test.txt", "ptb.train.txt", "ptb.valid.txt"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ptb"]  # no staging left behind
     assert load_ptb(tmp_path).vocab[:3] == ("the", "cat", "sat")
@@ -181,21 +147,21 @@ def test_offline_download_says_which_files_to_put_where(tmp_path, monkeypatch):
     with pytest.raises(DataError) as error:
         download_ptb(tmp_path)
     assert str(error.value) == (
-        f"PTB download to {tmp_path} failed (URLError: no network in this test); download {URL} by hand and copy "
+        f"PTB download to {tmp_path} failed (URLError: no network in this test); download {PTB_URL} by hand and copy "
         f"simple-examples/data/ptb.{{train,valid,test}}.txt to {tmp_path / 'ptb'}/")
     assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.parametrize("payload, message", [
     (b"not a tarball", r"failed: the archive is corrupt \(ReadError: not a gzip file\); download "),
-    (official_archive()[:200], r"failed: the archive is corrupt \(EOFError: Compressed file ended "),
-    (archive_bytes({"simple-examples/data/ptb.train.txt": TRAIN}),
+    (tiny_ptb_archive()[:200], r"failed: the archive is corrupt \(EOFError: Compressed file ended "),
+    (tar_bytes({"simple-examples/data/ptb.train.txt": TRAIN}),
      r"failed: the archive has no simple-examples/data/ptb.valid.txt; download .* by hand"),
-    (official_archive(),
+    (tiny_ptb_archive(),
      r"failed: ptb.train.txt in the archive has md5 \w+, expected f26c4b92c5fdc7b3f8c7cdcb991d8420;"),
 ])
 def test_a_bad_download_never_lands(tmp_path, monkeypatch, payload, message):
-    serve(monkeypatch, payload)
+    serve_download(monkeypatch, payload)
     with pytest.raises(DataError, match=f"^PTB download to {re.escape(str(tmp_path))} {message}") as error:
         download_ptb(tmp_path)
     assert "\n" not in str(error.value)
@@ -333,39 +299,3 @@ def test_bad_arguments():
         write_synthetic_ptb("/nonexistent", n_test_tokens=0)
 
 
-# ---- command line --------------------------------------------------------------------------------------------
-
-def test_cli_writes_verifies_and_reports_errors_in_one_line(tmp_path, capsys):
-    assert main(["synthetic-ptb", "--root", str(tmp_path), "--n-train", "300", "--n-valid", "40", "--n-test", "50",
-                 "--vocab-size", "20", "--seed", "1"]) == 0
-    directory = tmp_path / "synthetic" / "ptb"
-    assert capsys.readouterr().out == f"{directory}\n"
-    assert main(["verify", "ptb", "--root", str(tmp_path), "--source", "synthetic"]) == 0
-    assert capsys.readouterr().out == f"{directory}: ok, 300 train, 40 valid and 50 test tokens, 20 words\n"
-
-    assert main(["verify", "ptb", "--root", str(tmp_path)]) == 2
-    captured = capsys.readouterr()
-    assert captured.out == ""
-    assert captured.err == (f"adala-data: error: PTB not found at {tmp_path / 'ptb'} (missing ptb.train.txt); "
-                            f"{how(tmp_path)}\n")
-
-
-def test_cli_download_offline_is_one_line_and_exit_2(tmp_path, capsys, monkeypatch):
-    def no_network(*args, **kwargs):
-        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
-
-    monkeypatch.setattr(urllib.request, "urlopen", no_network)
-    assert main(["ptb", "--root", str(tmp_path)]) == 2
-    captured = capsys.readouterr()
-    assert captured.out == ""
-    assert captured.err == (f"adala-data: error: PTB download to {tmp_path} failed (URLError: [Errno -3] Temporary "
-                            f"failure in name resolution); download {URL} by hand and copy "
-                            f"simple-examples/data/ptb.{{train,valid,test}}.txt to {tmp_path / 'ptb'}/\n")
-
-
-def test_cli_downloads_and_verifies(tmp_path, capsys, monkeypatch, tiny_official):
-    serve(monkeypatch, official_archive())
-    assert main(["ptb", "--root", str(tmp_path)]) == 0
-    assert capsys.readouterr().out == f"{tmp_path / 'ptb'}\n"
-    assert main(["verify", "ptb", "--root", str(tmp_path)]) == 0
-    assert capsys.readouterr().out == f"{tmp_path / 'ptb'}: ok, 8 train, 3 valid and 6 test tokens, 6 words\n"

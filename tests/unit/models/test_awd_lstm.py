@@ -1,3 +1,10 @@
+"""models/awd_lstm.py: the AWD-LSTM of PROTOCOL.md §3 against the reference: parameter counts, tied and initialised
+decoder, initial weights per seed, shapes and hidden state, weight drop (DropConnect) on the recurrent matrices as
+the reference leaves them or trained on request, forward and gradients against a computation written here, no state
+left between calls, a tiny model learning the synthetic corpus, and each LSTM layer in fp32 outside autocast."""
+
+from __future__ import annotations
+
 import copy
 import io
 from types import SimpleNamespace

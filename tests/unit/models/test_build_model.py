@@ -1,3 +1,9 @@
+"""models/__init__.py's build_model and the CIFAR-10 networks it builds (models/vgg.py, resnet.py, densenet.py):
+full-width parameter counts against the reference's, VGG11's init and classifier, ResNet34's projection shortcuts,
+DenseNet121's channel flow, seeded init at a small width, a few SGD steps lowering the loss, bad arguments refused."""
+
+from __future__ import annotations
+
 import math
 
 import pytest

@@ -1,6 +1,5 @@
 """The cross-task view (ranks, performance profile, time-to-target) against values worked by hand."""
 import math
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -12,9 +11,9 @@ from adala_bench.report.load import load_runs
 from adala_bench.report.reference import paper_values
 from adala_bench.report.select import choose_hparams, run_values
 from adala_bench.report.tables import build_cells
-from helpers import write_run
+from helpers import REPO, write_run
 
-REFERENCE = Path(__file__).resolve().parents[2] / "results" / "reference"
+REFERENCE = REPO / "results" / "reference"
 # Per epoch: AdaLA 200 gradient evaluations and 1.5 s, AdaBelief and SGD 100 and 1 s (epochs counted from 0 for
 # CIFAR-10 and the GANs, from 1 for PTB, as the runner logs them).
 PER_EPOCH = {"adala": (200, 1.5), "adabelief": (100, 1.0), "sgd": (100, 1.0)}

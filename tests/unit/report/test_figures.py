@@ -1,5 +1,11 @@
+"""report/figures.py: the fixed palette (Fromage visible on white, a custom optimizer one colour everywhere), curves as
+mean and std over seeds with integer epoch ticks and a y range that holds everything drawn, the x axis in epochs,
+gradient evaluations or wall time, the published curves overlaid dashed without squashing short runs, random-weight
+FIDs flagged, sample grids and the FID plot, PNG and PDF written."""
+
+from __future__ import annotations
+
 import statistics
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,10 +16,10 @@ from adala_bench.report.figures import COLOURS, colour, curve_figure, fid_figure
 from adala_bench.report.load import load_runs
 from adala_bench.report.reference import paper_values, published_curves
 from adala_bench.store import SAMPLES_FILE as SAMPLES
-from helpers import write_run
+from helpers import REPO, write_run
 from adala_bench.report.select import choose_hparams, run_values
 
-REFERENCE = Path(__file__).resolve().parents[2] / "results" / "reference"
+REFERENCE = REPO / "results" / "reference"
 
 
 @pytest.fixture(scope="module")

@@ -1,3 +1,9 @@
+"""report/load.py: the run store read into one long frame (one row per run and epoch), the bulk metrics parser equal
+to json per line (odd files and wider lines falling back), partial and corrupt last lines, runs without epochs or
+status, resumed runs' repeated epochs, unknown tasks, only seed directories at depth four, empty and missing stores."""
+
+from __future__ import annotations
+
 import json
 import math
 

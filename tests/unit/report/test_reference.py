@@ -1,7 +1,6 @@
 """The published AdaBelief-repo curves, written as run directories, must give the paper's baseline numbers
 under the `paper` rule (PROTOCOL.md §7): all 27 of Table 2, and 23 of the 24 Table 3 cells that have a curve
 (RAdam 3-layer is 93.11 from the curve against 93.12 in the paper)."""
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -9,11 +8,11 @@ import pytest
 from adala_bench.catalog import TASKS
 from adala_bench.report.load import load_runs
 from adala_bench.report.reference import paper_values, published_curves
-from helpers import write_run
+from helpers import REPO, write_run
 from adala_bench.report.select import choose_hparams, run_values
 from adala_bench.report.tables import build_cells
 
-REFERENCE = Path(__file__).resolve().parents[2] / "results" / "reference"
+REFERENCE = REPO / "results" / "reference"
 
 
 @pytest.fixture(scope="module")

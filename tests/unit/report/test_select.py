@@ -1,15 +1,24 @@
-import math
-from pathlib import Path
+"""report/select.py: the paper and clean rules, the run summary's columns, which hyperparameters a task's cell is
+chosen from (most completed runs, then the name; a tag whose only run is unfinished keeps its choice), and run_values
+on the frames that reach its corners (issue 17, item 3: the survivors of `make mutation` on select.py that a test
+should kill): no runs, a task outside the catalog, a family with one run, a metric never logged, a row subset whose
+run ids have gaps (compute_matched passes such subsets), and GAN runs whose FID came from random Inception weights."""
 
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
 import pytest
 
 from adala_bench.report.load import load_runs
 from adala_bench.report.reference import paper_values
-from adala_bench.report.tables import build_cells
-from helpers import write_run
 from adala_bench.report.select import choose_hparams, run_values
+from adala_bench.report.tables import build_cells
+from helpers import REPO, write_run
 
-REFERENCE = Path(__file__).resolve().parents[2] / "results" / "reference"
+REFERENCE = REPO / "results" / "reference"
 
 
 def records(metric, values, start=0, **columns):
@@ -111,3 +120,86 @@ def test_a_task_whose_only_tag_has_only_an_unfinished_run_keeps_its_choice(tmp_p
     cells = build_cells(runs, paper_values(REFERENCE), "paper")
     cell = cells[(cells["model"] == "LSTM-1layer") & (cells["optimizer"] == "adala")].iloc[0]
     assert (cell["hparams"], cell["n"], cell["seeds"], cell["flags"]) == ("z", 0, 1, "1 run interrupted")
+
+
+# ---- run_values at its corners -----------------------------------------------------------------------------------
+
+RUN_VALUE_COLUMNS = ["run", "task", "family", "model", "optimizer", "hparams", "profile", "seed", "state", "reason",
+                     "run_dir", "table", "metric", "epochs_logged", "last_epoch", "final_grad_evals", "final_wall_s",
+                     "value", "epoch", "random_fid_weights"]
+
+
+def rows(metric: str | None, values: list[float], **extra) -> list[dict]:
+    return [{"epoch": e, "grad_evals": 10 * (e + 1), "wall_s": float(e + 1), **({metric: v} if metric else {}),
+             **{k: column[e] for k, column in extra.items()}} for e, v in enumerate(values)]
+
+
+@pytest.mark.parametrize("rule", ["paper", "clean"])
+@pytest.mark.filterwarnings("error")  # the report's numbers come without RuntimeWarnings
+def test_run_values_of_no_runs_is_an_empty_frame_with_every_column(tmp_path, rule):
+    runs = run_values(load_runs(tmp_path), rule)
+    assert list(runs.columns) == RUN_VALUE_COLUMNS and len(runs) == 0
+
+
+@pytest.mark.parametrize("rule", ["paper", "clean"])
+def test_a_single_run_whose_best_epoch_is_the_frames_first_row(tmp_path, rule):
+    """One CIFAR-10 run, alone in its family, best at epoch 0 (the first row of the frame), last at epoch 2."""
+    write_run(tmp_path, "cifar10_vgg11", "adam", "t", 0, rows("test_acc", [80.0, 60.0, 70.0]))
+    runs = run_values(load_runs(tmp_path), rule)
+    assert list(runs.columns) == RUN_VALUE_COLUMNS and len(runs) == 1
+    run = runs.iloc[0]
+    expected = (80.0, 0.0) if rule == "paper" else (70.0, 2.0)
+    assert (run["value"], run["epoch"]) == expected
+    assert (run["table"], run["metric"], run["last_epoch"], run["final_grad_evals"]) == ("Table2", "test_acc", 2.0, 30.0)
+    assert run["epochs_logged"] == 3 and runs["epochs_logged"].dtype.kind == "i"
+    # epochs and grad_evals are whole numbers (loaded as integers); the run's final values are floats all the same
+    for column in ("last_epoch", "final_grad_evals", "final_wall_s", "value", "epoch"):
+        assert runs[column].dtype == np.float64, column
+    assert not run["random_fid_weights"]
+
+
+@pytest.mark.parametrize("rule", ["paper", "clean"])
+def test_a_task_outside_the_catalog_and_a_run_without_values_get_nan(tmp_path, rule):
+    write_run(tmp_path, "cifar10_vgg11", "adam", "t", 0, rows("test_acc", [50.0, 55.0]))
+    write_run(tmp_path, "cifar10_vgg11", "adam", "t", 1, rows("test_acc", [math.nan, math.nan]))  # never evaluated
+    write_run(tmp_path, "mnist_mlp", "adam", "t", 0, rows("test_acc", [97.0, 98.0]), family="mnist", model="MLP")
+    runs = run_values(load_runs(tmp_path), rule).set_index(["task", "seed"])
+    assert runs["value"].dtype == np.float64 and runs["epoch"].dtype == np.float64
+    assert runs.loc[("cifar10_vgg11", 0), "value"] == 55.0
+    assert math.isnan(runs.loc[("cifar10_vgg11", 1), "value"])
+    # paper: no epoch has a value; clean: the final epoch counts, whatever it holds
+    epoch = runs.loc[("cifar10_vgg11", 1), "epoch"]
+    assert epoch == 1.0 if rule == "clean" else math.isnan(epoch)
+    assert math.isnan(runs.loc[("mnist_mlp", 0), "value"]) and math.isnan(runs.loc[("mnist_mlp", 0), "epoch"])
+    outside = runs.loc[("mnist_mlp", 0)]
+    assert pd.isna(outside["table"]) and pd.isna(outside["metric"]) and outside["epochs_logged"] == 2
+
+
+@pytest.mark.parametrize("rule", ["paper", "clean"])
+def test_a_metric_never_logged_gives_no_value_and_no_error(tmp_path, rule):
+    """A CIFAR-10 run (alone) that stopped before any evaluation: its rows have no test_acc column at all."""
+    write_run(tmp_path, "cifar10_vgg11", "adam", "t", 0, rows(None, [0.0], train_loss=[2.3]))
+    runs = run_values(load_runs(tmp_path), rule)
+    assert len(runs) == 1 and math.isnan(runs["value"].iloc[0]) and math.isnan(runs["epoch"].iloc[0])
+
+
+@pytest.mark.parametrize("rule", ["paper", "clean"])
+def test_run_values_of_a_row_subset_whose_run_ids_have_gaps(tmp_path, rule):
+    """compute_matched hands run_values the rows of some runs only: run ids 0 and 2, not 0 and 1."""
+    for seed, curve in enumerate([[50.0, 70.0, 60.0], [10.0, 20.0, 30.0], [65.0, 55.0, 45.0]]):
+        write_run(tmp_path, "cifar10_vgg11", "adam", "t", seed, rows("test_acc", curve))
+    frame = load_runs(tmp_path)
+    subset = frame[frame["seed"] != 1]
+    runs = run_values(subset, rule).set_index("seed")
+    expected = {"paper": {0: (70.0, 1.0), 2: (65.0, 0.0)}, "clean": {0: (60.0, 2.0), 2: (45.0, 2.0)}}[rule]
+    assert {seed: (runs.loc[seed, "value"], runs.loc[seed, "epoch"]) for seed in (0, 2)} == expected
+
+
+@pytest.mark.parametrize("rule", ["paper", "clean"])
+def test_fids_from_random_inception_weights_are_flagged(tmp_path, rule):
+    """Two one-epoch GAN runs: the first one's FID (the frame's first row) from random weights, the second's real."""
+    write_run(tmp_path, "gan_wgan", "adam", "t", 0, rows("fid", [50.0], fid_real_weights=[0.0]))
+    write_run(tmp_path, "gan_wgan", "adam", "t", 1, rows("fid", [60.0], fid_real_weights=[1.0]))
+    runs = run_values(load_runs(tmp_path), rule)
+    assert runs["value"].tolist() == [50.0, 60.0]
+    assert runs["random_fid_weights"].tolist() == [True, False] and runs["random_fid_weights"].dtype == bool

@@ -1,8 +1,13 @@
+"""report/tables.py: Tables 2-4's cells against values computed by hand, rows and columns in the paper's order, the
+clean rule's final epoch, the expected seeds, Markdown, LaTeX and CSV in agreement, the notes naming the flags and
+the rule, LaTeX escaping, a flag every cell carries said once."""
+
+from __future__ import annotations
+
 import io
 import math
 import re
 import statistics
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -10,12 +15,12 @@ import pytest
 from adala_bench.catalog import OPTIMIZER_LABELS, TABLES
 from adala_bench.report.load import load_runs
 from adala_bench.report.reference import paper_values
-from helpers import write_run
+from helpers import REPO, write_run
 from adala_bench.report.select import choose_hparams, run_values
 from adala_bench.report.tables import (build_cells, latex_escape, render_csv, render_latex, render_markdown,
                                        render_missing)
 
-REFERENCE = Path(__file__).resolve().parents[2] / "results" / "reference"
+REFERENCE = REPO / "results" / "reference"
 
 
 def acc_run(root, optimizer, hparams, seed, best, state="completed", task="cifar10_vgg11"):
