@@ -133,13 +133,13 @@ def reference_real_images(train_images_uint8: torch.Tensor) -> torch.Tensor:
 @pytest.fixture(scope="module")
 def gan_data(tmp_path_factory):
     root = tmp_path_factory.mktemp("independent_fid_data")
-    return cifar10_arrays(root, "synthetic", 48, 5)
+    return cifar10_arrays(root, "synthetic", 24, 5)
 
 
 def test_the_gan_tasks_recorded_fid_equals_pytorch_fid_on_the_references_pngs(gan_data, tmp_path):
     """WassersteinGAN.evaluate's `fid` (the number in Table 4): its real statistics from the first `real_images`
     train images and its fakes from the generator in eval mode, against pytorch-fid run on both sets as PNGs."""
-    real_images, fakes = 40, 40
+    real_images, fakes = 16, 16
     settings = FidSettings(dims=64, every=0, curve_samples=2, final_samples=fakes, real_images=real_images,
                            batch_size=50)
     torch.manual_seed(0)
