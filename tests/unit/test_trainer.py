@@ -46,8 +46,10 @@ ADALA = OptimizerSpec("adala", {"lr": 1e-2, "betas": (0.9, 0.999), "eps": 1e-8})
 SGD = OptimizerSpec("sgd", {"lr": 0.05, "weight_decay": 1e-3})
 
 
-def make(smoke, *overrides):
-    run = RunConfig.of(smoke("task=cifar10_resnet34", "optimizer=adala", *overrides))
+def make(tmp_path, *overrides):
+    """A smoke ResNet34 (it has BatchNorm) under AdaLA, on 64 synthetic images of its own."""
+    run = RunConfig.of(compose("profile=smoke", "task=cifar10_resnet34", "optimizer=adala", f"data.root={tmp_path}",
+                               "data.synthetic.n_train=64", "data.synthetic.n_test=16", *overrides))
     torch.manual_seed(0)
     task = build_task(run, CPU)
     trainer = Trainer(task, {"model": run.optimizer}, epochs=1, schedule=Schedule(), device=CPU,
@@ -56,9 +58,9 @@ def make(smoke, *overrides):
 
 
 @pytest.mark.parametrize("lookahead_batch", ["next", "same"])
-def test_adala_looks_ahead_on_the_chosen_minibatch(smoke, lookahead_batch):
+def test_adala_looks_ahead_on_the_chosen_minibatch(tmp_path, lookahead_batch):
     """One trainer epoch equals a hand-written loop whose closure uses batch i+1 (wrapping) or batch i."""
-    task, optimizer, trainer = make(smoke, "batch_size=64", f"trainer.lookahead_batch={lookahead_batch}")
+    task, optimizer, trainer = make(tmp_path, "batch_size=16", f"trainer.lookahead_batch={lookahead_batch}")
     model = copy.deepcopy(task.model)
     reference = optim.build("adala", model.parameters(), **{k: v for k, v in optimizer.defaults.items() if k != "foreach"})
     batches = task.train_batches(0)
@@ -92,9 +94,9 @@ def test_adala_looks_ahead_on_the_chosen_minibatch(smoke, lookahead_batch):
         assert torch.equal(mine, theirs), name
 
 
-def test_the_lookahead_pass_leaves_batchnorm_buffers_untouched(smoke):
+def test_the_lookahead_pass_leaves_batchnorm_buffers_untouched(tmp_path):
     """After one AdaLA step the BatchNorm statistics are those of the one real forward pass."""
-    task, optimizer, trainer = make(smoke, "batch_size=256")
+    task, optimizer, trainer = make(tmp_path, "batch_size=64")
     batches = task.train_batches(0)
     assert len(batches) == 1
     expected = copy.deepcopy(task.model).train()
@@ -373,7 +375,7 @@ def test_fast_compiles_every_model_but_a_critic_that_is_differentiated_twice(dat
     monkeypatch.setenv("TORCH_HOME", str(random_home))
     cfg = compose("profile=fast", f"task={task}", "optimizer=adam", "device=cpu", f"data.root={data_root}",
                   f"results.root={tmp_path / 'runs'}", "task.width=0.125", *SMOKE_VALUES[2:5],
-                  "task.fid.dims=64", "task.fid.real_images=64")
+                  "task.fid.dims=64", "task.fid.real_images=8")  # 8 real images: the FID is not what is checked
     players = build_trainer(RunConfig.of(cfg), CPU).task.players
     compiled = {name: player.module._compiled_call_impl is not None for name, player in players.items()}
     assert compiled == {"critic": critic_compiled, "generator": True}
