@@ -30,7 +30,7 @@ TEST_JOBS ?= $(shell $(PYTHON) -c 'import os; print(min(4, len(os.sched_getaffin
 PYTEST := $(PY) -m pytest -q -n $(TEST_JOBS) --dist worksteal
 
 # Everything: unit tests and the end-to-end ones (console scripts, sweeps, whole runs, the pinned behaviour); about
-# 5 minutes on 2 cores.
+# 4 minutes on 2 cores.
 test:
 	$(PYTEST)
 
