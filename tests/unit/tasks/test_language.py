@@ -97,7 +97,8 @@ def test_an_adala_epoch_equals_a_hand_written_loop(ptb_root, tmp_path, lookahead
 
 def test_the_plateau_rule_is_the_references_nonmono():
     """The reference's --nonmono 5: the last test loss worse than the best of all epochs before the last 5, with more
-    than 5 epochs before it (what the optimizer then becomes is optim.on_plateau's, tests/unit/test_optim_registry.py)."""
+    than 5 epochs before it (what the optimizer then becomes is optim.on_plateau's:
+    tests/unit/optim/test_registry.py)."""
     plateau = PennTreebankLM.plateau
     rows = lambda *losses: [{"test_loss": loss} for loss in losses]  # noqa: E731
     assert plateau(rows(3, 4, 4, 4, 4, 4, 4))
