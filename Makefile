@@ -24,14 +24,20 @@ install:
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[test]'
 
-# Everything: unit tests, then the end-to-end ones (console scripts, sweeps, whole runs, the pinned behaviour).
+# pytest-xdist: one worker per core, up to 4 (each worker computes with one torch thread: tests/conftest.py); worksteal
+# hands a long test's neighbours to an idle worker, so a few long end-to-end tests do not leave one worker waiting.
+TEST_JOBS ?= $(shell $(PYTHON) -c 'import os; print(min(4, len(os.sched_getaffinity(0))))')
+PYTEST := $(PY) -m pytest -q -n $(TEST_JOBS) --dist worksteal
+
+# Everything: unit tests and the end-to-end ones (console scripts, sweeps, whole runs, the pinned behaviour); about
+# 4 minutes on 2 cores.
 test:
-	$(PY) -m pytest -q
+	$(PYTEST)
 
 # The inner loop: the unit tests alone (functions and modules, and each reported number against an independent
-# computation; about two minutes on 2 cores).
+# computation; under a minute on 2 cores).
 test-quick:
-	$(PY) -m pytest -q tests/unit
+	$(PYTEST) tests/unit
 
 # The README's demo section as written, on a fresh copy of the checkout (minutes: CI runs it after `make test`).
 test-demo:

@@ -57,7 +57,8 @@ adala_bench.metrics.fid.x_paper_preprocess__mutmut_*
 adala_bench.metrics.fid.xǁRealStatisticsCacheǁ*
 adala_bench.metrics.fid.x__check_shapes__mutmut_*
 adala_bench.tasks.gan_fid.*"
-TESTS[fid]="tests/unit/test_fid.py tests/unit/test_independent_fid.py tests/unit/test_fid_edges.py"
+TESTS[fid]="tests/unit/metrics/test_fid.py tests/unit/metrics/test_fid_inception.py tests/unit/metrics/test_fid_cache.py
+tests/unit/tasks/test_gan_fid.py"
 
 # Only the evaluations: the rest of these modules is training, held by the trainer and pinned-behaviour tests.
 MODULES[tasks]="adala_bench/tasks/classification.py adala_bench/tasks/language.py"
@@ -65,12 +66,12 @@ FUNCTIONS[tasks]="adala_bench.tasks.classification.xǁCifar10Classificationǁeva
 adala_bench.tasks.classification.xǁCifar10Classificationǁ_score__mutmut_*
 adala_bench.tasks.language.xǁPennTreebankLMǁevaluate__mutmut_*
 adala_bench.tasks.language.xǁPennTreebankLMǁ_mean_loss__mutmut_*"
-TESTS[tasks]="tests/unit/test_independent_evaluation.py"
+TESTS[tasks]="tests/unit/tasks/test_classification.py tests/unit/tasks/test_language.py"
 
 MODULES[optim]="adala_bench/optim/adala.py adala_bench/optim/msvag.py adala_bench/optim/fromage.py"
 FUNCTIONS[optim]="adala_bench.optim.adala.* adala_bench.optim.msvag.* adala_bench.optim.fromage.*"
-TESTS[optim]="tests/unit/test_optim_adala.py tests/unit/test_optim_baselines.py tests/unit/test_optim_registry.py
-tests/unit/test_independent_optim.py"
+TESTS[optim]="tests/unit/optim/test_adala.py tests/unit/optim/test_msvag.py tests/unit/optim/test_fromage.py
+tests/unit/optim/test_common.py tests/unit/optim/test_registry.py"
 
 # The selection and the statistics; not their prose (rule_description) or the markdown of the comparison table.
 MODULES[report]="adala_bench/report/select.py adala_bench/report/stats.py"
@@ -84,8 +85,7 @@ adala_bench.report.stats.x__summary__mutmut_*
 adala_bench.report.stats.x_verdict_kind__mutmut_*
 adala_bench.report.stats.x_verdict__mutmut_*
 adala_bench.report.stats.x_tally__mutmut_*"
-TESTS[report]="tests/unit/test_report_select.py tests/unit/test_report_stats.py tests/unit/test_independent_matched.py
-tests/unit/test_independent_report.py"
+TESTS[report]="tests/unit/report/test_select.py tests/unit/report/test_stats.py tests/unit/report/test_matched.py"
 
 recheck=0
 if [ "${1:-}" = "--recheck" ]; then recheck=1; shift; fi

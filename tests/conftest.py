@@ -1,10 +1,20 @@
-"""Shared fixtures (helpers are in helpers.py): small synthetic data, smoke configs, an offline network, a
-random-weights Inception network. Tests are in two layers: unit/ (functions and modules, seconds; `make test-quick`)
-and e2e/ (the console scripts, sweeps, whole runs and the behaviour pinned to recorded runs)."""
+"""Fixtures every layer shares (helpers are in helpers.py; a fixture one file needs stays in that file): small synthetic
+data, smoke configs, an offline network, a random-weights Inception network.
+
+Where a test goes: anything that calls `train_one` (a whole run through the runner) or a console script's `main` / its
+command goes to e2e/, in a file named by the feature (test_report_cli.py, test_ptb_runs.py); everything else is a unit
+test, in the file of the module it tests: the test of adala_bench/x/y.py is unit/x/test_y.py (adala_bench/y.py:
+unit/test_y.py), a check against an independent computation beside the tests it backs up. A file past ~700 lines
+splits by sub-subject, named for what it holds (metrics/test_fid_cache.py). tests/slurm and tests/demo are the slower
+tiers (`make test-slurm`, `make test-demo`).
+
+`make test` runs unit/ and e2e/ on several pytest-xdist workers in any order: a test depends on no other, writes only
+under its own tmp_path (session fixtures are per worker), and puts back any global it changes."""
 
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import urllib.error
 from pathlib import Path
@@ -20,6 +30,9 @@ from helpers import compose  # noqa: E402
 # the setting.
 torch.set_num_threads(1)
 os.environ["OMP_NUM_THREADS"] = "1"
+# Ctrl-C as a terminal delivers it, to the runs the tests start and stop with SIGINT: a shell's background job (`make
+# test &`, some CI runners) starts with SIGINT ignored, which every child would inherit, and a run would not stop.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session")

@@ -4,6 +4,7 @@ them, bit-for-bit comparisons, and a run-directory writer for report fixtures th
 from __future__ import annotations
 
 from pathlib import Path
+from html.parser import HTMLParser
 from typing import Iterable, Mapping
 
 import torch
@@ -18,9 +19,11 @@ from adala_bench.trainer import Loss, Move, Player
 REPO = Path(__file__).resolve().parents[1]
 BIN = REPO / ".venv" / "bin"
 
-__all__ = ["BIN", "REPO", "Relay", "assert_same", "compose", "emitted_lines", "final_state", "fresh_copy",
-           "interrupt_at", "metrics_without_time", "read_search", "run_dir_of", "run_path", "section_commands",
-           "write_run", "write_tuning_run"]
+__all__ = ["BIN", "PTB_URL", "REPO", "TINY_PTB", "TINY_PTB_TOKENS", "assert_same", "assert_trajectories_close",
+           "compose", "emitted_lines", "final_state", "fresh_copy", "interrupt_at", "make_tiny_ptb_official",
+           "metrics_without_time", "parse_html", "ptb_how", "read_search", "reference_activations", "reference_pngs",
+           "reference_statistics", "Relay", "run_dir_of", "run_path", "run_plain", "section_commands",
+           "serve_download", "tar_bytes", "tiny_ptb_archive", "write_run", "write_tuning_run"]
 
 
 def run_path(cfg) -> Path:
@@ -214,3 +217,145 @@ class Relay:
 
     def plateau(self, rows):
         return self.switch and len(rows) == 1
+
+
+def run_plain(optimizer_factory, theta0: list[torch.Tensor], grads: list[list[torch.Tensor]]):
+    """An optimizer (built by `optimizer_factory` on copies of θ0) fed the given gradients, one list per step, with no
+    closure; the parameters after every step, and the optimizer."""
+    params = [nn.Parameter(p.clone()) for p in theta0]
+    optimizer = optimizer_factory(params)
+    trajectory = []
+    for step_grads in grads:
+        for p, g in zip(params, step_grads):
+            p.grad = g.clone()
+        optimizer.step()
+        trajectory.append([p.detach().clone() for p in params])
+    return trajectory, optimizer
+
+
+def assert_trajectories_close(ours, expected, rtol=1e-11, atol=1e-14):
+    """Two trajectories (lists of parameter lists) agree step by step; the message names the step and the tensor."""
+    for t, (params, params_ref) in enumerate(zip(ours, expected), start=1):
+        for i, (a, b) in enumerate(zip(params, params_ref)):
+            torch.testing.assert_close(a, b, rtol=rtol, atol=atol, msg=lambda text: f"step {t}, tensor {i}: {text}")
+
+
+# ---- pytorch-fid's chain as the paper's reference ran it: images saved as PNGs, read back by pytorch-fid ----------
+
+def reference_pngs(images: torch.Tensor, folder: Path) -> list[str]:
+    """Each [-1, 1] image saved alone with save_image(normalize=True), as the reference wrote its samples."""
+    from torchvision.utils import save_image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for index, image in enumerate(images):
+        path = folder / f"{index:05d}.png"
+        save_image(image, path, normalize=True)
+        paths.append(str(path))
+    return paths
+
+
+def reference_activations(paths: list[str], dims: int, batch_size: int = 50):
+    """pytorch-fid's get_activations over PNG files, with pytorch-fid's own InceptionV3 (weights from TORCH_HOME)."""
+    from pytorch_fid.fid_score import get_activations
+    from pytorch_fid.inception import InceptionV3
+
+    model = InceptionV3([InceptionV3.BLOCK_INDEX_BY_DIM[dims]]).eval()
+    return get_activations(paths, model, batch_size=batch_size, dims=dims, device="cpu", num_workers=0)
+
+
+def reference_statistics(paths: list[str], dims: int):
+    """As pytorch-fid's calculate_activation_statistics: the mean and np.cov(rowvar=False) of the activations."""
+    import numpy as np
+
+    activations = reference_activations(paths, dims)
+    return np.mean(activations, axis=0), np.cov(activations, rowvar=False)
+
+
+# ---- HTML as Python's html.parser reads it ------------------------------------------------------------------------
+
+class HtmlDocument(HTMLParser):
+    """Every tag with its attributes, every <img> src, and the text, as Python's html.parser sees them."""
+
+    def __init__(self):
+        super().__init__()
+        self.tags, self.images, self.text = [], [], []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+        if tag == "img":
+            self.images.append(dict(attrs)["src"])
+
+    def handle_data(self, data):
+        self.text.append(data)
+
+
+def parse_html(html: str) -> HtmlDocument:
+    document = HtmlDocument()
+    document.feed(html)
+    document.close()
+    return document
+
+
+# ---- a tiny PTB made the official one (its checksums, counts and vocabulary), and a download that serves it --------
+
+PTB_URL = "https://www.fit.vutbr.cz/~imikolov/rnnlm/simple-examples.tgz"
+# Tiny files in PTB's layout: a space before and after each line's words.
+TINY_PTB = {"train": " the cat sat \n on the mat \n", "valid": " the cat \n", "test": " on the mat \n sat \n"}
+TINY_PTB_TOKENS = {"train": 8, "valid": 3, "test": 6}
+
+
+def make_tiny_ptb_official(monkeypatch) -> None:
+    """Make TINY_PTB's files the 'official' ones: their checksums, token counts and vocabulary size."""
+    import hashlib
+
+    from adala_bench.data import ptb
+
+    monkeypatch.setattr(ptb, "OFFICIAL_MD5", {f"ptb.{split}.txt": hashlib.md5(text.encode()).hexdigest()
+                                              for split, text in TINY_PTB.items()})
+    monkeypatch.setattr(ptb, "OFFICIAL_TOKENS", TINY_PTB_TOKENS)
+    monkeypatch.setattr(ptb, "OFFICIAL_VOCAB_SIZE", 6)
+
+
+def ptb_how(root: Path) -> str:
+    """How a missing PTB is to be got, as adala-data's errors say it."""
+    return (f"download it with: adala-data ptb --root {root} (offline: download {PTB_URL} by hand and copy "
+            f"simple-examples/data/ptb.{{train,valid,test}}.txt to {root / 'ptb'}/)")
+
+
+def tar_bytes(files: dict[str, str]) -> bytes:
+    """A .tgz holding `files` (name: text)."""
+    import io
+    import tarfile
+
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for name, text in files.items():
+            data = text.encode()
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def tiny_ptb_archive() -> bytes:
+    """TINY_PTB as simple-examples.tgz holds PTB: "./"-prefixed names, and other files beside the three."""
+    return tar_bytes({"./simple-examples/data/ptb.train.txt": TINY_PTB["train"],
+                      "./simple-examples/data/ptb.valid.txt": TINY_PTB["valid"],
+                      "./simple-examples/data/ptb.test.txt": TINY_PTB["test"],
+                      "./simple-examples/data/ptb.char.train.txt": "x", "./simple-examples/README": "readme"})
+
+
+def serve_download(monkeypatch, payload: bytes) -> list:
+    """urllib's urlopen answers every URL with `payload`; the (url, timeout) of each call are listed."""
+    import io
+    import urllib.request
+
+    calls = []
+
+    def urlopen(url, timeout):
+        calls.append((url, timeout))
+        return io.BytesIO(payload)
+
+    monkeypatch.setattr(urllib.request, "urlopen", urlopen)
+    return calls

@@ -240,7 +240,8 @@ def paper_preprocess(images: torch.Tensor) -> torch.Tensor:
     The reference saves each image alone with `save_image(normalize=True)`: clamp to the image's own [min, max],
     (x - min) / max(max - min, 1e-5), then 8 bits as `x*255 + 0.5` clamped and truncated; pytorch-fid reads the
     PNG back and divides by 255. The span is formed in float64 and then rounded to float32, as the Python floats
-    torchvision uses are. Bit-exact against save_image on CPU tensors (tests/test_fid.py); not checked on CUDA.
+    torchvision uses are. Bit-exact against save_image on CPU tensors (tests/unit/metrics/test_fid.py); not checked
+    on CUDA.
     """
     if images.ndim != 4 or not images.is_floating_point():
         raise FIDError(f"images must be a float tensor N x C x H x W, got {images.dtype} {tuple(images.shape)}")

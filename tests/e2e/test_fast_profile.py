@@ -1,33 +1,21 @@
-"""profile=fast: the speed switches compose, train a smoke run on CPU, land in their own run directory, and the
-report keeps fast runs apart from the paper's."""
+"""profile=fast end to end: a smoke run trains on CPU and lands in its own run directory, and the report keeps fast
+runs apart from the paper's (and smoke runs apart from both). The switches themselves: tests/unit/test_config.py
+(composed) and tests/unit/test_trainer.py (inside the step)."""
 
 from __future__ import annotations
 
 import pandas as pd
 import pytest
-import torch
 
+from adala_bench.config import is_fast_tag
 from adala_bench.report.cli import main as report
 from adala_bench.runner import train_one
-from adala_bench.config import RunConfig, is_fast_tag
-from adala_bench.settings import OptimizerSpec, Schedule, TrainerSettings
 from adala_bench.store import RunDir
-from adala_bench.trainer import Trainer
 
-from helpers import Relay, compose, run_path, write_run
+from helpers import compose, run_path, write_run
 
 SMOKE_VALUES = ("epochs=1", "batch_size=32", "device=cpu", "data.source=synthetic", "data.synthetic.n_train=256",
                 "data.synthetic.n_test=128", "task.width=0.125")
-
-
-def test_fast_composes_with_the_speed_switches_and_paper_has_none():
-    fast = RunConfig.of(compose("profile=fast", "task=cifar10_resnet34", "optimizer=adala")).trainer
-    assert (fast.precision, fast.channels_last, fast.compile, fast.fast) == ("bf16", True, True, True)
-    paper = RunConfig.of(compose("task=cifar10_resnet34", "optimizer=adala")).trainer
-    assert not paper.fast
-    assert TrainerSettings.paper_switches() == {"precision": "fp32", "channels_last": False, "compile": False}
-    with pytest.raises(ValueError, match="trainer.precision='fp16' is not allowed; allowed: fp32, bf16"):
-        TrainerSettings(precision="fp16")
 
 
 def test_a_fast_smoke_run_trains_on_cpu_in_its_own_run_directory(data_root, tmp_path):
@@ -43,13 +31,6 @@ def test_a_fast_smoke_run_trains_on_cpu_in_its_own_run_directory(data_root, tmp_
                                            "lookahead_batchnext-fast-")
     (row,) = RunDir(fast_dir).read_metrics()
     assert row["grad_evals"] == 16 and 0 <= row["test_acc"] <= 100 and row["train_loss"] == pytest.approx(2.3, abs=0.2)
-
-
-def test_the_switches_reach_the_models():
-    task = Relay(seed=0)
-    Trainer(task, {"a": OptimizerSpec("sgd", {"lr": 0.1}), "b": OptimizerSpec("sgd", {"lr": 0.1})}, epochs=1,
-            schedule=Schedule(), device=torch.device("cpu"), settings=TrainerSettings(compile=True, precision="bf16"))
-    assert all(player.module._compiled_call_impl is not None for player in task.players.values())
 
 
 def test_the_report_tabulates_paper_or_fast_runs_never_both(tmp_path):

@@ -1,6 +1,7 @@
 """Table 3's task through the runner on the small synthetic corpus: every optimizer learns (the 1-layer model; the
-as-run values of every depth are composed in tests/unit/test_ptb_task.py), SGD's switch to ASGD resumes bit for bit,
-and the recurrent matrices stay as the reference leaves them unless asked."""
+as-run values of every depth are composed in tests/unit/test_config.py), SGD's switch to ASGD resumes bit for bit,
+the recurrent matrices stay as the reference leaves them unless asked, and a validation split is refused (PTB has
+its own valid.txt)."""
 
 from __future__ import annotations
 
@@ -92,3 +93,8 @@ def test_recurrent_matrices_stay_at_init_as_the_reference_unless_asked(ptb_root,
     assert not torch.equal(trained["encoder.weight"], initial["encoder.weight"])
 
 
+def test_val_size_is_refused_for_ptb(ptb_root, tmp_path):
+    from adala_bench.config import ConfigError
+
+    with pytest.raises(ConfigError, match="data.val_size=100 is not allowed for ptb_lstm1; .*valid.txt"):
+        train_one(ptb(ptb_root, tmp_path, "task=ptb_lstm1", "optimizer=sgd", "data.val_size=100"))

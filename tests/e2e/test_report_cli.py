@@ -1,7 +1,16 @@
+"""adala-report's command line (report/cli.py main): the files it writes with --what tables, the clean rule and the
+figures, an empty run store, bad input in one line with exit status 2, a missing reference, a search alone, --explain,
+and the compute-matched view each --rule writes."""
+
+from __future__ import annotations
+
 import pandas as pd
 import pytest
 
 from adala_bench.report.cli import main
+from adala_bench.report.load import load_runs
+from adala_bench.report.matched import compute_matched
+from adala_bench.report.select import choose_hparams, run_values
 from helpers import write_run
 
 TABLE_FILES = [f"{t}.{ext}" for t in ("table2", "table3", "table4") for ext in ("md", "tex", "csv")]
@@ -101,3 +110,19 @@ def test_explain_from_the_command_line(runs_dir, capsys):
     assert "  seed 0: epoch 1, test_acc 91\n" in out and "  seed 1: epoch 1, test_acc 92\n" in out
     assert str(runs_dir / "cifar10_resnet34" / "adabelief" / "t" / "seed=1" / "metrics.jsonl") + ":2\n" in out
     assert "mean = (91 + 92) / 2 = 183 / 2 = 91.5\n" in out and "paper: 95.44, from " in out
+
+
+def test_adala_report_rule_clean_writes_the_clean_compute_matched_view(runs_dir, tmp_path):
+    """`adala-report --rule clean` and `--rule paper`: compute_matched.csv of each is compute_matched under that rule
+    (tests/unit/report/test_matched.py holds compute_matched to values computed from the curves as written). Here the
+    rules differ: the best epoch is not the last."""
+    frame = load_runs(runs_dir)
+    written = {}
+    for rule in ("clean", "paper"):
+        out = tmp_path / f"report-{rule}"
+        assert main(["--runs", str(runs_dir), "--out", str(out), "--what", "tables", "--rule", rule]) == 0
+        written[rule] = pd.read_csv(out / "compute_matched.csv").set_index(["task", "optimizer"])
+        view = compute_matched(frame, choose_hparams(run_values(frame, rule)), rule).set_index(["task", "optimizer"])
+        for column in ("full_mean", "grad_evals_mean", "wall_s_mean"):
+            assert written[rule][column].tolist() == pytest.approx(view[column].tolist()), (rule, column)
+    assert not written["clean"]["grad_evals_mean"].equals(written["paper"]["grad_evals_mean"])

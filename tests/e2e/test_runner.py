@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -14,6 +15,7 @@ import pytest
 import torch
 import yaml
 
+from adala_bench import runner
 from adala_bench.config import ConfigError
 from adala_bench.records import read_run
 from adala_bench.runner import train_one
@@ -227,6 +229,29 @@ def run_cli(*args: str, cwd) -> subprocess.CompletedProcess:
     return subprocess.run([ADALA_BIN, *args], capture_output=True, text=True, cwd=cwd, timeout=300)
 
 
+@pytest.fixture
+def adala_train_here(monkeypatch, tmp_path):
+    """adala-train's main with these arguments, in this process, from tmp_path. What Hydra's main sets up for a job is
+    put back after: the root logger (Hydra's hydra/job_logging=stdout gives it a handler and INFO) and Hydra's config
+    singleton (a run started later in this process must not see this one's)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    root = logging.getLogger()
+    handlers, level = set(root.handlers), root.level
+    monkeypatch.setattr(HydraConfig.instance(), "cfg", HydraConfig.instance().cfg)
+    monkeypatch.chdir(tmp_path)
+
+    def run(*args: str) -> None:
+        monkeypatch.setattr(sys, "argv", ["adala-train", *args])
+        runner.main()
+
+    yield run
+    for handler in root.handlers:
+        if type(handler) is logging.StreamHandler and handler not in handlers:
+            root.removeHandler(handler)
+    root.setLevel(level)
+
+
 @pytest.mark.parametrize(
     "args,message",
     [
@@ -242,11 +267,23 @@ def run_cli(*args: str, cwd) -> subprocess.CompletedProcess:
         (["logger=[tensorboard,comet]"], "unknown logger 'comet'; allowed: mlflow, none, tensorboard, wandb"),
     ],
 )
-def test_cli_bad_input_is_one_line_and_exit_2(tmp_path, data_root, args, message):
-    result = run_cli("profile=smoke", f"data.root={data_root}", f"results.root={tmp_path}/runs", *args, cwd=tmp_path)
+def test_cli_bad_input_is_one_line_and_exit_2(adala_train_here, tmp_path, data_root, capsys, args, message):
+    """adala-train's main in this process (the installed command says the same: the test below)."""
+    with pytest.raises(SystemExit) as exit_:
+        adala_train_here("profile=smoke", f"data.root={data_root}", f"results.root={tmp_path}/runs", *args)
+    assert exit_.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("adala-train: error: ") and message in lines[0]
+    assert not (tmp_path / "runs").exists()
+
+
+def test_the_installed_command_reports_bad_input_in_one_line_and_exits_2(tmp_path, data_root):
+    """The console script itself, for a value refused inside Hydra's job (as the in-process cases above are)."""
+    result = run_cli("profile=smoke", f"data.root={data_root}", f"results.root={tmp_path}/runs", "optimizer.lr=-1",
+                     cwd=tmp_path)
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("adala-train: error: ") and message in lines[0]
+    assert lines == ["adala-train: error: optimizer.lr=-1 is not allowed; it must be a number >= 0"]
 
 
 def test_cli_multirun_sweeps_and_goes_on_past_a_diverged_run(tmp_path, data_root):
@@ -300,29 +337,6 @@ def test_hydra_submitit_launcher_runs_a_sweep_in_parallel_processes(tmp_path, da
     assert result.returncode == 0, result.stderr
     states = {p.parent.parent.parent.name: json.loads(p.read_text())["state"] for p in (tmp_path / "runs").rglob("status.json")}
     assert states == {"sgd": "completed", "adala": "completed"}
-
-
-def test_slurm_launcher_config_asks_one_gpu_per_run():
-    from helpers import compose
-
-    cfg = compose("hydra/launcher=slurm_gpu", hydra=True)
-    launcher = cfg.hydra.launcher
-    assert launcher._target_ == "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
-    assert (launcher.gpus_per_node, launcher.tasks_per_node) == (1, 1)
-
-
-def test_lr_scale_names_the_run_by_the_lr_it_gives(smoke):
-    from adala_bench.config import RunConfig, normalised, run_identity
-
-    scaled = smoke("task=cifar10_vgg11", "optimizer=adam", "lr_scale=3")
-    plain = smoke("task=cifar10_vgg11", "optimizer=adam", f"optimizer.lr={1e-3 * 3!r}")
-    with pytest.raises(ValueError, match="lr_scale is still in the config"):
-        run_identity(scaled, takes_lookahead=False)
-    assert normalised(scaled).optimizer.lr == 1e-3 * 3 and run_path(scaled) == run_path(plain)
-    assert run_path(scaled).parent.name.startswith("lr0.003-")
-    assert RunConfig.of(scaled).cfg.get("lr_scale") is None and scaled.lr_scale == 3  # normalised a copy
-    with pytest.raises(ConfigError, match="lr_scale=-1 is not allowed; it must be a number > 0"):
-        RunConfig.of(smoke("task=cifar10_vgg11", "optimizer=adam", "lr_scale=-1"))
 
 
 # Far more epochs than any test below waits for: a run that a test signals is still training when the signal lands,

@@ -1,6 +1,9 @@
 """What adala-train and adala-sweep say and do about the device: the device line every run starts with, the precision
 that ran (status.json), `profile=fast` on a CPU without bf16 units, a GPU that torch cannot use, the cuBLAS setting
-deterministic mode needs, `compile` on CUDA without a C compiler, and trainer.deterministic=true on every family.
+deterministic mode needs, `compile` on CUDA without a C compiler, trainer.deterministic=true on every family, and the backend flags the runner
+sets (issue 17, path 3): TF32 and cudnn.benchmark on for a fast CUDA run, TF32 off and cudnn.benchmark on (as the
+reference) for a paper one; trainer.deterministic=true turns benchmark off and deterministic algorithms on, in either
+profile, and each run sets every flag both ways (read from torch's own flags, never from TrainerSettings).
 
 This machine has no GPU: a GPU that nvidia-smi lists is a fake `nvidia-smi` on PATH; where a run must believe it is
 on CUDA, the runner's device and torch.cuda's name lookup are stubbed, and the test says so.
@@ -29,6 +32,13 @@ FAST_VGG = ("profile=fast", "trainer.compile=false", "task=cifar10_vgg11", "opti
 
 def fast_vgg(data_root, results, *extra):
     return compose(*FAST_VGG, f"data.root={data_root}", f"results.root={results}", *extra)
+
+
+def vgg(profile: str, data_root, tmp_path, *extra):
+    """FAST_VGG's run under `profile` (fast: as shipped, but for compile), its device left to `extra`."""
+    switches = FAST_VGG[:2] if profile == "fast" else (f"profile={profile}",)
+    return compose(*switches, *(o for o in FAST_VGG[2:] if o != "device=cpu"), f"data.root={data_root}",
+                   f"results.root={tmp_path / 'runs'}", *extra)
 
 
 @pytest.fixture
@@ -144,3 +154,104 @@ def test_adala_sweep_refuses_to_start_cpu_workers_on_a_gpu_box_torch_cannot_use(
     # asked for the CPU, in either place: no check
     assert launch.make_launch(["--gpus", "0", "--", "profile=smoke", "task=cifar10_vgg11", "optimizer=sgd"]).workers == 1
     assert launch.make_launch(["--", "task=cifar10_vgg11", "optimizer=sgd", "device=cpu"]).workers == 1
+
+
+class Built(Exception):
+    """Raised in place of building the trainer, once the runner has set the backend flags."""
+
+
+# TF32 through torch's fp32_precision switches ("tf32" or "ieee"), the API torch 2.14 asks for.
+SWITCHES = {"cuda.matmul": torch.backends.cuda.matmul, "cudnn.conv": torch.backends.cudnn.conv,
+            "cudnn.rnn": torch.backends.cudnn.rnn}
+
+
+FLAGS = ("cudnn.benchmark", "cudnn.deterministic", "deterministic_algorithms", *SWITCHES)
+
+
+def read_flags() -> dict[str, bool | str]:
+    return {"cudnn.benchmark": torch.backends.cudnn.benchmark,
+            "cudnn.deterministic": torch.backends.cudnn.deterministic,
+            "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
+            **{name: switch.fp32_precision for name, switch in SWITCHES.items()}}
+
+
+def write_flags(values: dict[str, bool | str]) -> None:
+    torch.backends.cudnn.benchmark = values["cudnn.benchmark"]
+    torch.backends.cudnn.deterministic = values["cudnn.deterministic"]
+    torch.use_deterministic_algorithms(values["deterministic_algorithms"])
+    for name, switch in SWITCHES.items():
+        switch.fp32_precision = values[name]
+
+
+def opposite(values: dict[str, bool | str]) -> dict[str, bool | str]:
+    return {name: ({"tf32": "ieee", "ieee": "tf32"}[value] if isinstance(value, str) else not value)
+            for name, value in values.items()}
+
+
+@pytest.fixture
+def backend_flags():
+    """Torch's global backend flags, put back as they were after the test."""
+    saved = read_flags()
+    yield
+    write_flags(saved)
+
+
+TF32 = {name: "tf32" for name in SWITCHES}
+
+
+IEEE = {name: "ieee" for name in SWITCHES}
+
+
+BENCHMARK = {"cudnn.benchmark": True, "cudnn.deterministic": False, "deterministic_algorithms": False}
+
+
+DETERMINISTIC = {"cudnn.benchmark": False, "cudnn.deterministic": True, "deterministic_algorithms": True}
+
+
+@pytest.mark.usefixtures("backend_flags")
+@pytest.mark.parametrize("profile, deterministic, expected", [
+    ("fast", "false", {**BENCHMARK, **TF32}),
+    # the paper's protocol is plain fp32 (TF32 did not exist in torch 1.1); cudnn.benchmark as the reference
+    ("paper", "false", {**BENCHMARK, **IEEE}),
+    ("paper", "true", {**DETERMINISTIC, **IEEE}),
+    ("fast", "true", {**DETERMINISTIC, **TF32}),  # TF32 is deterministic: only reproducibility is asked for
+])
+def test_the_runner_sets_tf32_cudnn_and_determinism_for_a_cuda_run(data_root, tmp_path, monkeypatch, profile,
+                                                                   deterministic, expected):
+    """train_one on cuda:1, on a CPU-only machine: the device is resolved to cuda:1 and torch.cuda.set_device is
+    recorded instead of called (the two stubs); the flags are read at the moment the runner builds the trainer, which
+    is where the run starts computing. Every flag starts at the other value: each run sets them both ways."""
+    write_flags(opposite(expected))
+    seen, current = {}, []
+
+    def build(run, device):
+        seen.update(read_flags(), device=device)
+        raise Built
+
+    monkeypatch.setattr(runner, "resolve_device", lambda name: torch.device("cuda", 1))
+    monkeypatch.setattr(torch.cuda, "set_device", current.append)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device: "a stubbed GPU")
+    monkeypatch.setattr(runner, "build_trainer", build)
+    with pytest.raises(Built):
+        train_one(vgg(profile, data_root, tmp_path, "device=cuda:1", f"trainer.deterministic={deterministic}"))
+    assert seen.pop("device") == torch.device("cuda", 1) and current == [torch.device("cuda", 1)]
+    assert seen == expected
+
+
+@pytest.mark.usefixtures("backend_flags")
+@pytest.mark.parametrize("profile", ["fast", "paper"])
+def test_a_cpu_run_leaves_the_cuda_flags_alone(data_root, tmp_path, monkeypatch, profile):
+    """Deterministic algorithms are torch's, not CUDA's: a CPU run sets them too (here: off, the default)."""
+    for start in ({**BENCHMARK, **TF32}, {**opposite(BENCHMARK), **IEEE}):
+        write_flags(start)
+        seen = {}
+
+        def build(run, device):
+            seen.update(read_flags(), device=device)
+            raise Built
+
+        monkeypatch.setattr(runner, "build_trainer", build)
+        with pytest.raises(Built):
+            train_one(vgg(profile, data_root, tmp_path, "device=cpu"))
+        assert seen.pop("device") == torch.device("cpu")
+        assert seen == {**start, "deterministic_algorithms": False}

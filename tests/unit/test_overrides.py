@@ -49,6 +49,12 @@ def test_bad_overrides_are_one_line(args, message):
     assert message in str(error.value) and "\n" not in str(error.value)
 
 
+@pytest.mark.parametrize("override", ["logger=comet", "logger=[tensorboard,comet]", "logger=none,comet"])
+def test_an_unknown_logger_is_refused_before_hydra_composes(override):
+    with pytest.raises(ConfigError, match="^unknown logger 'comet'; allowed: mlflow, none, tensorboard, wandb$"):
+        check_groups([override])
+
+
 def test_only_overrides_are_checked_among_adala_trains_arguments():
     assert override_args(["--multirun", "-cd", "somewhere", "a=b", "--cfg", "job", "c=d", "-m"]) == ["a=b", "c=d"]
     check_groups(override_args(["--multirun", "task=cifar10_vgg11", "hydra/launcher=submitit_local"]))
