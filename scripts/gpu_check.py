@@ -16,7 +16,9 @@ Then (not with --quick) one timed epoch of each model in `paper` and in `fast` (
 each started only while the time budget lasts.
 
 Each result is appended to results/reference/gpu_timings.md and written to gpu_timings.json beside it as soon as it
-is known; the exit status is 1 if any step failed (2 for bad arguments), and a failed device step stops the rest.
+is known (a rehearsal, `--tiny` or a device other than CUDA, to results/gpu_check/rehearsal.md instead, so it never
+stands in for the GPU's); the exit status is 1 if any step failed (2 for bad arguments), and a failed device step
+stops the rest.
 Data is the synthetic stand-in (at the real sizes for the timings: a device machine may have no internet); the FID
 network is pytorch-fid's if its weights are in TORCH_HOME, else random weights written for the check.
 
@@ -640,6 +642,13 @@ def run_steps(args: argparse.Namespace, steps: list[str], ctx: Context) -> Repor
     return report
 
 
+def default_out(device: torch.device, tiny: bool) -> Path:
+    """The GPU's reference timings only from a full-size run on CUDA; a rehearsal's report goes elsewhere."""
+    if device.type == "cuda" and not tiny:
+        return ROOT / "results" / "reference" / "gpu_timings.md"
+    return ROOT / "results" / "gpu_check" / "rehearsal.md"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda")
@@ -647,7 +656,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="the correctness steps only (no timings)")
     parser.add_argument("--steps", default=",".join(CHECKS) + ",timing",
                         help="comma-separated steps to run; the device step always runs (default: %(default)s)")
-    parser.add_argument("--out", type=Path, default=ROOT / "results" / "reference" / "gpu_timings.md")
+    parser.add_argument("--out", type=Path, help="the report (default: results/reference/gpu_timings.md on CUDA, "
+                                                 "results/gpu_check/rehearsal.md for a rehearsal)")
     parser.add_argument("--budget", type=float, default=BUDGET_S, help="seconds after which no timing starts")
     parser.add_argument("--resume-child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--root", type=Path, help=argparse.SUPPRESS)
@@ -667,6 +677,7 @@ def main(argv: list[str] | None = None) -> int:
     except RuntimeError:
         print(f"gpu_check: error: --device {args.device!r} is not a device; e.g. cuda, cuda:1, cpu", file=sys.stderr)
         return 2
+    args.out = args.out or default_out(device, args.tiny)
     torch_home = os.environ.get("TORCH_HOME")
     with tempfile.TemporaryDirectory() as tmp:
         ctx = Context(device, args.tiny, Path(tmp), asked=args.device)

@@ -71,3 +71,13 @@ def test_a_device_that_does_not_work_stops_the_check_at_once(tmp_path, random_ho
 def test_bad_arguments_are_one_line_and_exit_2(tmp_path, capsys, args, message):
     assert gpu_check.main([*args, "--out", str(tmp_path / "x.md")]) == 2
     assert capsys.readouterr().err.startswith(message) and not (tmp_path / "x.md").exists()
+
+
+def test_only_a_full_size_cuda_run_writes_the_gpu_reference_timings():
+    import torch
+
+    reference = REPO / "results" / "reference" / "gpu_timings.md"
+    assert gpu_check.default_out(torch.device("cuda"), tiny=False) == reference
+    assert gpu_check.default_out(torch.device("cuda:1"), tiny=False) == reference
+    for device, tiny in (("cpu", True), ("cpu", False), ("cuda", True)):
+        assert gpu_check.default_out(torch.device(device), tiny) == REPO / "results" / "gpu_check" / "rehearsal.md"
