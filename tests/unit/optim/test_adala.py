@@ -506,14 +506,11 @@ class OpLog(TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
 
-@pytest.mark.parametrize("residual", ["lookahead", "ema"])
-@pytest.mark.parametrize("foreach_kwargs, expect_foreach", [({}, True), ({"foreach": True}, True),
-                                                             ({"foreach": False}, False)])
-def test_adala_foreach_option_picks_the_kernels(residual, foreach_kwargs, expect_foreach):
-    """foreach=False runs a per-tensor loop and no torch._foreach_* kernel; True and the default use them."""
+def ops_of_one_step(**hparams) -> OpLog:
+    """The aten ops of one AdaLA step on problem(1) (its closure only where the residual looks ahead)."""
     theta0, grads, curvatures, next_terms = problem(1)
     params = [nn.Parameter(p.clone()) for p in theta0]
-    optimizer = AdaLA(params, lr=1e-2, weight_decay=1e-2, residual=residual, **foreach_kwargs)
+    optimizer = AdaLA(params, lr=1e-2, weight_decay=1e-2, **hparams)
     for p, g in zip(params, grads[0]):
         p.grad = g.clone()
 
@@ -523,7 +520,16 @@ def test_adala_foreach_option_picks_the_kernels(residual, foreach_kwargs, expect
 
     log = OpLog()
     with log:
-        optimizer.step(closure if residual == "lookahead" else None)
+        optimizer.step(closure if hparams.get("residual", "lookahead") == "lookahead" else None)
+    return log
+
+
+@pytest.mark.parametrize("residual", ["lookahead", "ema"])
+@pytest.mark.parametrize("foreach_kwargs, expect_foreach", [({}, True), ({"foreach": True}, True),
+                                                             ({"foreach": False}, False)])
+def test_adala_foreach_option_picks_the_kernels(residual, foreach_kwargs, expect_foreach):
+    """foreach=False runs a per-tensor loop and no torch._foreach_* kernel; True and the default use them."""
+    log = ops_of_one_step(residual=residual, **foreach_kwargs)
     foreach_ops = [name for name in log.names if name.startswith("_foreach_")]
     assert bool(foreach_ops) == expect_foreach, log.names
     if not expect_foreach:
@@ -534,19 +540,7 @@ def test_adala_foreach_option_picks_the_kernels(residual, foreach_kwargs, expect
 def test_adala_blends_the_residual_only_below_weight_one(lookahead_weight, blends):
     """At w = 1 a step is today's AdaLA step, op for op (one lerp: the first moment's); below 1 one more lerp blends
     in g − m."""
-    theta0, grads, curvatures, next_terms = problem(1)
-    params = [nn.Parameter(p.clone()) for p in theta0]
-    optimizer = AdaLA(params, lr=1e-2, weight_decay=1e-2, lookahead_weight=lookahead_weight)
-    for p, g in zip(params, grads[0]):
-        p.grad = g.clone()
-
-    def closure():
-        for p, n in zip(params, next_terms[0]):
-            p.grad = n.clone()
-
-    log = OpLog()
-    with log:
-        optimizer.step(closure)
+    log = ops_of_one_step(lookahead_weight=lookahead_weight)
     assert log.names.count("_foreach_lerp_") == 1 + blends, log.names
 
 
