@@ -193,7 +193,7 @@ def run_twin(foreach, residual, dtype, steps=12, **hparams):
         def closure():
             for p, g in zip(params, grads[2 * t + 1]):
                 p.grad = g + 0.1 * p.detach()  # depends on θ', like a real gradient
-        optimizer.step(closure if residual == "lookahead" else None)
+        optimizer.step(closure if optimizer.requires_closure else None)
     return params, optimizer
 
 
@@ -241,31 +241,17 @@ def test_a_parameter_the_closure_leaves_without_gradient_counts_as_zero_gradient
     assert torch.equal(used.grad, lookahead_grad) and unused.grad is None  # after step: the closure's gradients
 
 
-def run_weighted(steps, dtype, foreach, **hparams):
-    """run_twin's two param groups and gradients, stepped without a closure (for AdaLA that takes none)."""
-    generator = torch.Generator().manual_seed(5)
-    shapes = [(7, 5), (5,), (3, 4, 2), (1,)]
-    params = [nn.Parameter(torch.randn(shape, generator=generator, dtype=dtype)) for shape in shapes]
-    optimizer = AdaLA([{"params": params[:2]}, {"params": params[2:], "weight_decouple": True, "lr": 3e-3}],
-                      lr=1e-2, weight_decay=1e-2, foreach=foreach, **hparams)
-    for _ in range(steps):
-        for p in params:
-            p.grad = torch.randn(p.shape, generator=generator, dtype=dtype)
-        optimizer.step()
-    return params, optimizer
-
-
 @pytest.mark.parametrize("foreach", [None, False])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_lookahead_weight_zero_is_the_ema_residual_bit_for_bit_without_a_closure(foreach, dtype):
-    ema_params, ema = run_weighted(40, dtype, foreach, residual="ema")
-    zero_params, zero = run_weighted(40, dtype, foreach, lookahead_weight=0.0)
+    ema_params, ema = run_twin(foreach, "ema", dtype, steps=40)
+    zero_params, zero = run_twin(foreach, "lookahead", dtype, steps=40, lookahead_weight=0.0)
     assert not zero.requires_closure and zero._backups == {}  # no θ copy: no look-ahead
     for a, b in zip(ema_params, zero_params):
         assert torch.equal(a, b)
         for key in ("exp_avg", "exp_avg_var"):
             assert torch.equal(ema.state[a][key], zero.state[b][key])
-    assert not torch.equal(zero_params[0], run_weighted(0, dtype, foreach)[0][0])
+    assert not torch.equal(zero_params[0], run_twin(foreach, "lookahead", dtype, steps=0)[0][0])
 
 
 def test_lookahead_weight_one_is_the_default_bit_for_bit():
@@ -275,6 +261,19 @@ def test_lookahead_weight_one_is_the_default_bit_for_bit():
         assert all(torch.equal(a, b) for a, b in zip(default_params, weighted_params))
     blended_params, _ = run_twin(None, "lookahead", torch.float32, lookahead_weight=0.999)
     assert not torch.equal(default_params[0], blended_params[0])
+
+
+def test_a_checkpoint_from_before_lookahead_weight_resumes_as_plain_adala():
+    """A state dict whose param groups have no lookahead_weight (a checkpoint written before it existed) loads as
+    w = 1, plain AdaLA, whatever the optimizer it is loaded into was built with."""
+    params, optimizer = run_twin(None, "lookahead", torch.float64, steps=3)
+    old = copy.deepcopy(optimizer.state_dict())
+    for group in old["param_groups"]:
+        del group["lookahead_weight"]
+    resumed = AdaLA([{"params": params[:2]}, {"params": params[2:], "weight_decouple": True, "lr": 3e-3}],
+                    lr=1e-2, weight_decay=1e-2, lookahead_weight=0.5)
+    resumed.load_state_dict(old)
+    assert [group["lookahead_weight"] for group in resumed.param_groups] == [1.0, 1.0] and resumed.requires_closure
 
 
 def test_lookahead_weight_zero_asks_the_trainer_for_no_lookahead_pass():
