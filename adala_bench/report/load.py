@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -287,3 +288,18 @@ def _assemble(parts: list[_Records]) -> tuple[np.ndarray, pd.DataFrame]:
     block = matrix[len(integers):] if floats == names[len(integers):] else matrix[[column[n] for n in floats]]
     metrics = pd.concat([pd.DataFrame(integers), pd.DataFrame(block.T, columns=floats, copy=False)], axis=1)
     return owners[order], metrics
+
+
+def optimizer_config(run_dirs) -> dict:
+    """The optimizer section of the first run's config.yaml that has one (values as YAML typed them: an lr written
+    30 stays the int 30, 0.00030000000000000003 the float it was); {} where none has."""
+    for run_dir in run_dirs:
+        optimizer = (read_run(run_dir).config or {}).get("optimizer")
+        if isinstance(optimizer, dict):
+            return optimizer
+    return {}
+
+
+def config_number(value) -> float:
+    """A hyperparameter of optimizer_config as a float; NaN where it is absent or not a number."""
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan

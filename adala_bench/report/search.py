@@ -28,6 +28,7 @@ from adala_bench.overrides import hydra_value
 from adala_bench.config import CUSTOM
 from adala_bench.records import DONE_STATES, read_run
 from .format import count, number
+from .load import config_number, optimizer_config
 from .select import best_validation, check_rule, run_values
 
 SEARCH_COLUMNS = [
@@ -84,13 +85,13 @@ def _cell(task: str, optimizer: str, family, members: pd.DataFrame, rule: str, a
     for tag, runs in members.sort_values("seed").groupby("hparams", sort=True):
         states = runs["state"]
         completed = states == "completed"
-        config = _read_optimizer_config(runs["run_dir"].tolist())
+        config = optimizer_config(runs["run_dir"].tolist())
         configs[tag] = config
         val = runs.loc[completed, "val"].dropna()
         test = runs.loc[completed, "test"].dropna()
         rows.append({
-            "task": task, "optimizer": optimizer, "hparams": tag, "lr": _number(config.get("lr")),
-            "eps": _number(config.get("eps")),
+            "task": task, "optimizer": optimizer, "hparams": tag, "lr": config_number(config.get("lr")),
+            "eps": config_number(config.get("eps")),
             "runs": len(runs), "completed": int(completed.sum()), "diverged": int((states == "diverged").sum()),
             "unfinished": int((~states.isin(DONE_STATES)).sum()),
             "val": float(val.mean()) if len(val) else math.nan, "val_n": len(val),
@@ -179,23 +180,9 @@ def as_run_lrs(pairs) -> dict[tuple[str, str], float]:
             for task, optimizer in wanted}
 
 
-def _read_optimizer_config(run_dirs: list[str]) -> dict:
-    """The optimizer section of the first run's config.yaml that has one (values as YAML typed them: an lr written
-    30 stays the int 30, 0.00030000000000000003 the float it was)."""
-    for run_dir in run_dirs:
-        optimizer = (read_run(run_dir).config or {}).get("optimizer")
-        if isinstance(optimizer, dict):
-            return optimizer
-    return {}
-
-
 def _differing_keys(configs: dict[str, dict]) -> list[str]:
     keys = sorted({k for c in configs.values() for k in c} - set(SEARCHED))
     return [f"optimizer.{k}" for k in keys if len({repr(c.get(k)) for c in configs.values()}) > 1]
-
-
-def _number(value) -> float:
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
 
 
 def setting_number(x: float) -> str:

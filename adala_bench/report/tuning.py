@@ -36,7 +36,7 @@ from adala_bench.catalog import TASKS, optimizer_rows
 from adala_bench.records import DONE_STATES, read_run
 from adala_bench.search_space import DEFAULTS, TUNED
 from adala_bench.store import SEED_PREFIX
-from .load import RunPath, load_run_paths
+from .load import RunPath, config_number, load_run_paths, optimizer_config
 from .select import best_validation, run_values
 from .stats import verdict_kind, welch
 
@@ -190,26 +190,10 @@ def run_validation(path: str | Path) -> float:
     return float(values.iloc[0]) if len(values) else math.nan
 
 
-def _settings(runs: pd.DataFrame) -> dict[str, dict]:
-    """The optimizer section of one run's config.yaml per hparams tag (the values a tuning run is named by)."""
-    settings = {}
-    for tag, members in runs.groupby("hparams", sort=False):
-        for run_dir in members["run_dir"]:
-            optimizer = (read_run(run_dir).config or {}).get("optimizer")
-            if isinstance(optimizer, dict):
-                settings[tag] = optimizer
-                break
-    return settings
-
-
 def present(optimizers: pd.Series) -> list[str]:
     """The optimizers named in `optimizers`, in the paper's row order (then any other, alphabetically)."""
     names = set(optimizers)
     return [name for name in optimizer_rows(names) if name in names]
-
-
-def _number(value) -> float:
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
 
 
 # --- the view ---------------------------------------------------------------------------------------------------
@@ -257,16 +241,15 @@ def tuning_view(frame: pd.DataFrame, marks: pd.DataFrame | None = None) -> Tunin
 def _trials(members: pd.DataFrame) -> pd.DataFrame:
     """One row per (track, trial, hparams) of one (task, optimizer), tuned trials first: its runs' states, its
     values over its done seeds (mean, min, max), and `used`: a tuned trial done on every seed the cell ran."""
-    settings = _settings(members)
     seeds = set(members.loc[members["track"] == TUNED, "seed"])
     rows = []
     for (track, trial, tag), group in members.groupby(["track", "trial", "hparams"], sort=False):
         done = group[group["state"].isin(DONE_STATES)]
-        setting = settings.get(tag, {})
+        setting = optimizer_config(group["run_dir"])
         rows.append({
             "task": group["task"].iloc[0], "model": TASKS[group["task"].iloc[0]].model,
             "optimizer": group["optimizer"].iloc[0], "track": track, "trial": trial if track == TUNED else None,
-            "hparams": tag, "lr": _number(setting.get("lr")), "eps": _number(setting.get("eps")),
+            "hparams": tag, "lr": config_number(setting.get("lr")), "eps": config_number(setting.get("eps")),
             "runs": len(group), "completed": int((group["state"] == "completed").sum()),
             "diverged": int(group["failed"].sum()), "unfinished": len(group) - len(done),
             "used": track == TUNED and set(done["seed"]) >= seeds,
