@@ -133,8 +133,12 @@ def detach(carry: Any) -> Any:
     return tree_map(lambda value: value.detach() if isinstance(value, Tensor) else value, carry)
 
 
-@contextmanager
-def buffers_kept(*modules: nn.Module) -> Iterator[None]:
+def submodules(*modules: nn.Module) -> list[nn.Module]:
+    """Every module of the trees of `modules`, each once (a module shared by two trees too)."""
+    return list({id(m): m for top in modules for m in top.modules()}.values())
+
+
+def buffers_kept(*modules: nn.Module):
     """Forward passes inside leave every buffer of `modules` (BatchNorm's running statistics) as it was.
 
     Each buffer is swapped for a clone while inside, and the original put back after: the passes update the clones,
@@ -142,8 +146,14 @@ def buffers_kept(*modules: nn.Module) -> Iterator[None]:
     inside holds only the clones, so it back-propagates after. The look-ahead closure runs in it; so does a task's
     forward that must not count as one more batch of statistics (a GAN generator step remaking the batch's G(z)).
     """
+    return buffers_kept_listed(submodules(*modules))
+
+
+@contextmanager
+def buffers_kept_listed(listed: Sequence[nn.Module]) -> Iterator[None]:
+    """buffers_kept over modules already listed by `submodules` (the trainer lists its models' once, not per step)."""
     swapped = []
-    for module in {id(m): m for top in modules for m in top.modules()}.values():  # each submodule once
+    for module in listed:
         for name, buffer in module._buffers.items():
             if buffer is not None:
                 swapped.append((module, name, buffer))
@@ -179,8 +189,8 @@ class Trainer:
                 player.module.compile()  # in place: parameters and state_dict keys stay as they are
         for player, spec in optimizers.items():
             self._install(player, spec)
-        # every model: a look-ahead pass must leave all of their buffers as it found them
-        self.modules = [player.module for player in task.players.values()]
+        # every model's modules, listed once: a look-ahead pass must leave all of their buffers as it found them
+        self.submodules = submodules(*(player.module for player in task.players.values()))
 
     def _install(self, player: str, spec: OptimizerSpec) -> None:
         optimizer = spec.build(self.task.players[player].module.parameters())
@@ -310,7 +320,7 @@ class Trainer:
 
         def closure() -> Tensor:
             optimizer.zero_grad(set_to_none=True)
-            with buffers_kept(*self.modules), self._autocast():
+            with buffers_kept_listed(self.submodules), self._autocast():
                 loss = self.task.loss(move.player, batch, carry)
             loss.value.backward()
             self._clip(move.player)
