@@ -135,8 +135,8 @@ def _train_locked(run: RunConfig, run_dir: RunDir, trainer: Trainer, device: tor
     progress = trainer.load_state_dict(checkpoint) if checkpoint else Progress()
     print(f"adala-train: {'resuming' if checkpoint else 'starting'} {run_dir.path}"
           + (f" at epoch {progress.epoch}" if checkpoint else ""))
-    run_dir.start(run.recorded(), progress.metrics, **provenance(device), precision=trainer.settings.precision)
-    trackers = Trackers.start(run, run_dir, progress.metrics)  # logger=: each tracker's copy of the run (trackers.py)
+    status = run_dir.start(run.recorded(), progress.metrics, **provenance(device), precision=trainer.settings.precision)
+    trackers = Trackers.start(run, run_dir, progress.metrics, status)  # logger=: each tracker's copy (trackers.py)
     epoch_log = EpochLog(f"{run.task} {run.optimizer.name} seed={run.run.seed}", run.family, run.run.epochs,
                          progress.epoch)
     try:

@@ -70,8 +70,8 @@ class TrackedRun:
     results_root: Path
 
     @classmethod
-    def of(cls, run: RunConfig, run_dir: RunDir) -> "TrackedRun":
-        status = run_dir.read_status() or {}
+    def of(cls, run: RunConfig, run_dir: RunDir, status: dict[str, Any]) -> "TrackedRun":
+        """`status`: what the run's start wrote to status.json (its provenance: the git commit)."""
         tags = {"task": run.task, "optimizer": run.optimizer.name, "seed": str(run.run.seed),
                 "profile": str(run.cfg.get("profile")), "hparam_tag": run.tag, "run_dir": str(run_dir.path.resolve()),
                 "git_commit": status.get("git_commit") or "unknown"}
@@ -127,12 +127,13 @@ class Trackers:
         self.live, self.run_dir = trackers, run_dir
 
     @classmethod
-    def start(cls, run: RunConfig, run_dir: RunDir, rows: list[dict[str, Any]]) -> "Trackers":
-        """Open each chosen tracker on the run (its own tracker run, continued on a resume) and log the rows it lacks."""
+    def start(cls, run: RunConfig, run_dir: RunDir, rows: list[dict[str, Any]], status: dict[str, Any]) -> "Trackers":
+        """Open each chosen tracker on the run (its own tracker run, continued on a resume) and log the rows it lacks;
+        `status` is the run's status as its start wrote it."""
         chosen = run.run.logger
         trackers = cls([TRACKERS[name](getattr(chosen, name)) for name in chosen.names], run_dir)
         if trackers.live:
-            tracked = TrackedRun.of(run, run_dir)
+            tracked = TrackedRun.of(run, run_dir, status)
             for tracker in list(trackers.live):
                 trackers._guard(tracker, lambda t=tracker: t.log(missing(rows, t.open(tracked))))
         return trackers
