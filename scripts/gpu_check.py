@@ -42,7 +42,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # before torch touches CUDA (deterministic cuBLAS)
+from adala_bench.devices import CUBLAS_WORKSPACE_CONFIG  # noqa: E402 (torch reads it when cuBLAS first starts)
+
+os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE_CONFIG)  # before torch touches CUDA (as runner.main)
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -55,6 +57,7 @@ from adala_bench.config import RunConfig, compose  # noqa: E402
 from adala_bench.devices import (DeviceError, device_line, missing_c_compiler, resolve_device,  # noqa: E402
                                  set_backend_flags, set_tf32)
 from adala_bench.files import atomic_write  # noqa: E402
+from adala_bench.launch import visible_gpus  # noqa: E402
 from adala_bench.runner import build_trainer, train_one  # noqa: E402
 from adala_bench.seeding import rng_state, seed_everything, set_rng_state  # noqa: E402
 from adala_bench.store import RunDir  # noqa: E402
@@ -169,10 +172,8 @@ def resume_devices(asked: str) -> tuple[str, str, dict[str, str]]:
     if device.type != "cuda":
         return "cpu", "cpu", {}
     count = torch.cuda.device_count()
-    index = device.index if device.index is not None else count - 1
-    visible = [part.strip() for part in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if part.strip()]
-    physical = visible[index] if index < len(visible) else str(index)
-    return f"cuda:{index}", "cuda:0", {"CUDA_VISIBLE_DEVICES": physical}
+    index = device.index if device.index is not None else count - 1  # < count: the device step refused others
+    return f"cuda:{index}", "cuda:0", {"CUDA_VISIBLE_DEVICES": visible_gpus(count, simulated=False)[index]}
 
 
 def check_resume(ctx: Context) -> Result:
