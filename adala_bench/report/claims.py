@@ -33,7 +33,7 @@ from .crosstask import metric_series
 from .format import MISSING, count, mean_std, number, signed, times
 from .page import Block, Bullets, Heading, Table, Text, figure
 from .select import choose_hparams, run_values
-from .stats import welch
+from .stats import sample_mean_std, summary, welch
 
 ADALA, ADABELIEF = "adala", "adabelief"
 RESAMPLES = 2000
@@ -544,8 +544,7 @@ def _per_task(sides: pd.DataFrame) -> pd.DataFrame:
         row = {"task": task, "model": info.model, "metric": OSCILLATION_METRICS[info.family.name],
                "diff": result.diff, "ci_low": result.ci_low, "ci_high": result.ci_high, "p_value": result.p_value}
         for side, x in values.items():
-            row.update({f"n_{side}": len(x), f"mean_{side}": x.mean() if len(x) else math.nan,
-                        f"std_{side}": x.std(ddof=1) if len(x) >= 2 else math.nan})
+            row.update(summary(side, x))
         rows.append(row)
     return pd.DataFrame(rows, columns=PER_TASK_COLUMNS)
 
@@ -569,8 +568,8 @@ def _mix(sides: pd.DataFrame, tasks: set[str]) -> pd.DataFrame:
 
 
 def _mean_std(prefix: str, x: np.ndarray) -> dict:
-    return {f"{prefix}_mean": x.mean() if len(x) else math.nan,
-            f"{prefix}_std": x.std(ddof=1) if len(x) >= 2 else math.nan}
+    """<prefix>_mean and <prefix>_std: stats.sample_mean_std under the mix table's names."""
+    return dict(zip((f"{prefix}_mean", f"{prefix}_std"), sample_mean_std(x)))
 
 
 def _holm_words(comparison: pd.DataFrame) -> str:

@@ -95,7 +95,7 @@ def adala_vs_adabelief(runs: pd.DataFrame, cells: pd.DataFrame) -> pd.DataFrame:
             row = {
                 "table": table, "model": task.model, "metric": family.metric,
                 "higher_is_better": family.higher_is_better,
-                **_summary("adala", values["adala"]), **_summary("adabelief", values["adabelief"]),
+                **summary("adala", values["adala"]), **summary("adabelief", values["adabelief"]),
                 "diff": result.diff, "ci_low": result.ci_low, "ci_high": result.ci_high, "df": result.df,
                 "p_value": result.p_value, "paper_diff": paper_diff,
                 "ci_contains_zero": bool(result.ci_low <= 0 <= result.ci_high) if testable else None,
@@ -108,12 +108,16 @@ def adala_vs_adabelief(runs: pd.DataFrame, cells: pd.DataFrame) -> pd.DataFrame:
     return comparison
 
 
-def _summary(name: str, sample: np.ndarray) -> dict:
-    return {
-        f"n_{name}": len(sample),
-        f"mean_{name}": float(sample.mean()) if len(sample) else math.nan,
-        f"std_{name}": float(sample.std(ddof=1)) if len(sample) >= 2 else math.nan,
-    }
+def sample_mean_std(sample: np.ndarray) -> tuple[float, float]:
+    """The mean (NaN of no value) and the sample standard deviation, ddof 1 (NaN below two values)."""
+    return (float(sample.mean()) if len(sample) else math.nan,
+            float(sample.std(ddof=1)) if len(sample) >= 2 else math.nan)
+
+
+def summary(name: str, sample: np.ndarray) -> dict:
+    """n_<name>, mean_<name> and std_<name> of a sample (the comparison tables' columns)."""
+    mean, std = sample_mean_std(sample)
+    return {f"n_{name}": len(sample), f"mean_{name}": mean, f"std_{name}": std}
 
 
 def verdict_kind(row) -> str:
