@@ -259,6 +259,7 @@ def test_the_fixs_runs_are_never_a_table_cells_and_the_view_has_them_per_weight(
     mix = results.claims.mix.set_index(["model", "side"])
     assert list(mix.loc["VGG11"].index) == ["AdaBelief", "w=0", "w=0.5", "AdaLA"]
     assert mix.loc[("VGG11", "w=0.5"), ["n", "value_mean"]].tolist() == [3, 74.0]  # best of 70+s, 72+s, 71+s, 73+s
+    assert mix.loc[("VGG11", "w=0.5"), "value_std"] == 1.0  # 73, 74, 75: the sample std (ddof 1)
     assert mix.loc[("VGG11", "AdaLA"), "lookahead_weight"] == 1.0
     # the same oscillation every run: last 2 of 4 values (+1 then +2): 2
     assert (results.claims.instability["oscillation"].dropna() == 2.0).all()
