@@ -32,7 +32,7 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
-from .common import HparamError, check_hparams, group_tensors, params_with_grad
+from .common import HparamError, check_hparams, group_tensors, is_number, params_with_grad
 
 RESIDUALS = ("lookahead", "ema")
 # Keys every param group must share with the optimizer: they decide whether a step takes the closure.
@@ -147,7 +147,7 @@ def _lookahead_step(b: _Batch, lookahead_grads: list[Tensor]) -> None:
 
 def check_lookahead_weight(weight: Any, residual: str) -> None:
     """HparamError naming lookahead_weight unless it is a number in [0, 1], and 1 where the residual is ema."""
-    if not (isinstance(weight, (int, float)) and not isinstance(weight, bool) and 0 <= weight <= 1):
+    if not (is_number(weight) and 0 <= weight <= 1):
         raise HparamError(f"lookahead_weight={weight!r} is not allowed; it must be a number in [0, 1]")
     if residual == "ema" and weight != 1:
         raise HparamError(f"lookahead_weight={weight!r} is not allowed with residual='ema' (which is "

@@ -13,7 +13,8 @@ class HparamError(ValueError):
     """A hyperparameter of the wrong type or out of range; the message starts with its name: `lr='abc' is not ...`."""
 
 
-def _number(value) -> bool:
+def is_number(value) -> bool:
+    """An int or a float, not a bool (which Python counts as an int)."""
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
@@ -22,13 +23,13 @@ def check_hparams(*, lr: float | None = None, betas: Iterable[float] | None = No
     """Raise HparamError naming the first value of the wrong type or outside torch.optim's ranges (None: not
     checked)."""
     for name, value in (("lr", lr), ("eps", eps), ("weight_decay", weight_decay)):
-        if value is not None and not (_number(value) and value >= 0):
+        if value is not None and not (is_number(value) and value >= 0):
             raise HparamError(f"{name}={value!r} is not allowed; it must be a number >= 0")
     if betas is not None:
         if isinstance(betas, (str, bytes)) or not isinstance(betas, Iterable) or len(tuple(betas)) != 2:
             raise HparamError(f"betas={betas!r} is not allowed; it must be a pair [beta1, beta2]")
         for index, beta in enumerate(tuple(betas)):
-            if not (_number(beta) and 0.0 <= beta < 1.0):
+            if not (is_number(beta) and 0.0 <= beta < 1.0):
                 raise HparamError(f"betas[{index}]={beta!r} is not allowed; it must be a number in [0, 1)")
 
 
@@ -42,11 +43,11 @@ HPARAM_TYPES = {
     "betas": "pair",
 }
 _TYPE_CHECKS = {
-    "number": _number,
+    "number": is_number,
     "bool": lambda value: isinstance(value, bool),
     "bool or null": lambda value: value is None or isinstance(value, bool),
     "string": lambda value: isinstance(value, str),
-    "pair": lambda value: isinstance(value, (list, tuple)) and len(value) == 2 and all(map(_number, value)),
+    "pair": lambda value: isinstance(value, (list, tuple)) and len(value) == 2 and all(map(is_number, value)),
 }
 _WANT = {"number": "a number", "bool": "true or false", "bool or null": "true, false or null", "string": "a string",
          "pair": "a pair of numbers [beta1, beta2]"}
