@@ -256,7 +256,6 @@ class Claims:
     per_task: pd.DataFrame  # PER_TASK_COLUMNS: AdaLA's and AdaBelief's oscillation per task, with Welch's CI
     mix: pd.DataFrame  # MIX_COLUMNS: per task and side (AdaBelief, each weight w, AdaLA) value and oscillation
     holm: str  # the answer table's cells after Holm's adjustment, in words
-    sides: pd.DataFrame  # every run the claims compare, one row each (what the rows are computed from)
 
 
 def claims_view(frame: pd.DataFrame, runs: pd.DataFrame, comparison: pd.DataFrame, rule: str) -> Claims:
@@ -291,8 +290,7 @@ def claims_view(frame: pd.DataFrame, runs: pd.DataFrame, comparison: pd.DataFram
     instability = every.sort_values(["task", "optimizer", "lookahead_weight", "seed"], key=_catalog_order)
     return Claims(rows=pd.DataFrame(rows, columns=CLAIM_COLUMNS),
                   instability=instability[INSTABILITY_COLUMNS].reset_index(drop=True),
-                  per_task=_per_task(sides), mix=_mix(sides, set(fix["task"])), holm=_holm_words(comparison),
-                  sides=sides)
+                  per_task=_per_task(sides), mix=_mix(sides, set(fix["task"])), holm=_holm_words(comparison))
 
 
 def _catalog_order(column: pd.Series) -> pd.Series:
