@@ -29,7 +29,7 @@ from adala_bench.catalog import FAMILIES, TASKS, optimizer_label
 from adala_bench.config import lookahead_weight_of_tag
 from adala_bench.gpu_hours import estimated_seconds_per_epoch, seconds_per_epoch
 from adala_bench.records import read_run
-from .crosstask import metric_series
+from .crosstask import metric_series, target_slack
 from .format import MISSING, count, mean_std, number, signed, times
 from .page import Block, Bullets, Heading, Table, Text, figure
 from .select import choose_hparams, run_values
@@ -152,7 +152,7 @@ def expected_time(curves: Curves, drawn: np.ndarray, targets: np.ndarray) -> np.
     of `drawn`, indices into the runs), the total cost of every run until it first reaches the target (its whole
     run where it never does) over the number that reached it; ∞ where none did. A seed that never reaches the
     target counts: its cost is in the total, and it is no success."""
-    slack = 1e-9 * np.maximum(1.0, np.abs(targets))  # a mean of equal values may round a hair past them
+    slack = target_slack(targets)
     spent = np.empty((len(curves.best), len(targets)))
     reached = np.empty(spent.shape, dtype=bool)
     for run, (best, cost) in enumerate(zip(curves.best, curves.cost)):

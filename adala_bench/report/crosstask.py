@@ -123,6 +123,12 @@ def performance_profile(ratios: pd.DataFrame, tasks: int | None = None) -> pd.Da
     return profile
 
 
+def target_slack(target: np.ndarray) -> np.ndarray:
+    """How far past a target a value may fall and still reach it: a mean of equal values may round a hair past
+    them."""
+    return 1e-9 * np.maximum(1.0, np.abs(target))
+
+
 def time_to_target(frame: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
     """Per task with a used AdaBelief run: target = mean over those runs of their final value (the metric at the
     last epoch that logged it); per optimizer, over the runs its table cell averages, the first epoch each run
@@ -143,7 +149,7 @@ def time_to_target(frame: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
 
     target = rows["task"].map(targets).to_numpy(dtype=float)
     higher = rows["task"].map(_HIGHER_IS_BETTER).to_numpy(dtype=bool)
-    slack = 1e-9 * np.maximum(1.0, np.abs(target))  # a mean of equal values may round a hair past them
+    slack = target_slack(target)
     reached = np.where(higher, rows["value"] >= target - slack, rows["value"] <= target + slack)
     first = rows[reached].drop_duplicates("run", keep="first")
 
