@@ -14,8 +14,8 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from adala_bench.report.claims import (RESAMPLES, claims_blocks, improvement, oscillations, seeds_needed,
-                                       stratified_bootstrap)
+from adala_bench.report.claims import (RESAMPLES, Curves, claims_blocks, expected_time, improvement, oscillations,
+                                       seeds_needed, stratified_bootstrap)
 from adala_bench.report.figures import write_claims_figures
 from adala_bench.report.index import page_blocks
 from adala_bench.report.load import load_runs
@@ -186,6 +186,15 @@ def test_time_to_target_counts_the_seeds_that_never_reach_it(tmp_path):
         assert row["value_a"] == pytest.approx(math.sqrt(600 * 200) * unit, rel=1e-12)
         assert row["value_b"] == pytest.approx(400 * unit, rel=1e-12)
         assert row["tasks"] == 2 and row["effect_kind"] == "ratio" and row["null"] == 1.0
+
+
+def test_seeds_that_end_at_the_target_reach_their_own_mean():
+    """Three seeds ending at 90.03 have a mean one ulp above it (90.03000000000002): they reach it all the same."""
+    target = np.array([np.mean([90.03] * 3)])
+    assert target[0] > 90.03
+    curves = Curves(best=[np.array([80.0, 90.03])] * 3, cost=[np.array([100.0, 200.0])] * 3,
+                    final=np.full(3, 90.03))
+    assert expected_time(curves, np.array([[0, 1, 2]]), target).tolist() == [200.0]
 
 
 def test_a_side_no_seed_of_which_reaches_the_target_takes_forever(tmp_path):
