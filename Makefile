@@ -27,7 +27,8 @@ install:
 # pytest-xdist: one worker per core, up to 4 (each worker computes with one torch thread: tests/conftest.py); worksteal
 # hands a long test's neighbours to an idle worker, so a few long end-to-end tests do not leave one worker waiting.
 TEST_JOBS ?= $(shell $(PYTHON) -c 'import os; print(min(4, len(os.sched_getaffinity(0))))')
-PYTEST := $(PY) -m pytest -q -n $(TEST_JOBS) --dist worksteal
+# '=', not ':=': TEST_JOBS's python is asked only when a test target runs, not on every make.
+PYTEST = $(PY) -m pytest -q -n $(TEST_JOBS) --dist worksteal
 
 # Everything: unit tests and the end-to-end ones (console scripts, sweeps, whole runs, the pinned behaviour); about
 # 4 minutes on 2 cores.

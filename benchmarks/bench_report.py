@@ -101,24 +101,25 @@ def baseline_load(root: Path) -> pd.DataFrame:
     return pd.concat([frame, pd.DataFrame(records)], axis=1)
 
 
-def tabulate(frame: pd.DataFrame, paper: pd.DataFrame) -> pd.DataFrame:
-    cells = build_cells(choose_hparams(run_values(frame, "paper")), paper, "paper")
+def tabulate(frame: pd.DataFrame, paper: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Tables 2-4: the runs as the report selects them once (results.compute), and the cells they make."""
+    runs = choose_hparams(run_values(frame, "paper"))
+    cells = build_cells(runs, paper, "paper")
     for table in TABLES:
         render_markdown(cells, table)
         render_latex(cells, table)
-    return cells
+    return runs, cells
 
 
-def cross_task(frame: pd.DataFrame, cells: pd.DataFrame) -> pd.DataFrame:
+def cross_task(frame: pd.DataFrame, runs: pd.DataFrame, cells: pd.DataFrame) -> pd.DataFrame:
     """The page's cross-task view: ranks, the performance profile and time-to-target (on the whole frame)."""
     rank_table(ranks(cells))
     performance_profile(profile_ratios(cells))
-    return time_to_target(frame, choose_hparams(run_values(frame, "paper")))
+    return time_to_target(frame, runs)
 
 
-def claims(frame: pd.DataFrame, cells: pd.DataFrame) -> pd.DataFrame:
+def claims(frame: pd.DataFrame, runs: pd.DataFrame, cells: pd.DataFrame) -> pd.DataFrame:
     """The page's claims view: every claim's interval, instability.csv's oscillations (on the whole frame)."""
-    runs = choose_hparams(run_values(frame, "paper"))
     return claims_view(frame, runs, adala_vs_adabelief(runs, cells), "paper").rows
 
 
@@ -143,11 +144,11 @@ def main() -> None:
             print(f"(wrote {args.runs} runs × {args.epochs} epochs in {seconds:.1f} s, not timed)")
         paper = paper_values(default_reference_dir())
         (load_s, load_cpu), frame = timed(load_runs, root)
-        (table_s, table_cpu), cells = timed(tabulate, frame, paper)
-        (cross_s, cross_cpu), ttt = timed(cross_task, frame, cells)
-        (claims_s, claims_cpu), rows = timed(claims, frame, cells)
+        (table_s, table_cpu), (runs, cells) = timed(tabulate, frame, paper)
+        (cross_s, cross_cpu), ttt = timed(cross_task, frame, runs, cells)
+        (claims_s, claims_cpu), rows = timed(claims, frame, runs, cells)
         (base_load_s, _), base_frame = timed(baseline_load, root)
-        (base_table_s, _), base_cells = timed(tabulate, base_frame, paper)
+        (base_table_s, _), (_, base_cells) = timed(tabulate, base_frame, paper)
         same = np.allclose(cells["mean"], base_cells["mean"], equal_nan=True) and cells["n"].equals(base_cells["n"])
         n_runs = frame["run"].nunique()
         print(f"report load: {load_s:.2f} s (cpu {load_cpu:.2f} s) for {n_runs} runs, {len(frame)} rows "
