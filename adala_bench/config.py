@@ -167,7 +167,6 @@ def normalised(cfg: DictConfig) -> DictConfig:
     missing = sorted(OmegaConf.missing_keys(cfg))
     if missing:
         raise ConfigError(f"{missing[0]} has no value; give it on the command line, e.g. {missing[0]}=...")
-    resolve_trial(cfg)
     with open_dict(cfg):
         if cfg.optimizer.name == CUSTOM:
             target = cfg.optimizer.pop("_target_")
@@ -175,6 +174,8 @@ def normalised(cfg: DictConfig) -> DictConfig:
                 raise ConfigError(f"optimizer._target_={target!r} is not allowed; give a class's import path, "
                                   "e.g. torch.optim.Adamax")
             cfg.optimizer.name = target
+    resolve_trial(cfg)  # after the custom optimizer has its name, before lr_scale (which a trial refuses) goes
+    with open_dict(cfg):
         scale = cfg.pop("lr_scale", 1.0)
         if scale != 1.0:
             try:
@@ -201,7 +202,7 @@ def resolve_trial(cfg: DictConfig) -> None:
         if "tuning" in cfg:
             raise ConfigError(f"trial={tuning.trial} is not allowed on the defaults track (+experiment=defaults_*): "
                               "its runs take the packages' defaults, untuned")
-        name = cfg.optimizer.get("_target_") if cfg.optimizer.name == CUSTOM else cfg.optimizer.name
+        name = cfg.optimizer.name  # a custom optimizer's import path by now
         path = CONF_DIR / "spaces" / f"{name}.yaml" if tuning.space is None else Path(tuning.space)
         if tuning.space is None and not path.is_file():
             raise ConfigError(f"space: optimizer {name} has no search space in conf/spaces/; give space=<a YAML file> "
