@@ -32,8 +32,8 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from adala_bench import search_space
 from adala_bench.catalog import FAMILIES, TASKS
 from adala_bench.settings import (DataSettings, FidSettings, GanTaskSettings, ImageTaskSettings, LanguageTaskSettings,
-                                  LrScale, OptimizerSpec, RunSettings, Schedule, SettingsError, TrainerSettings,
-                                  TuningSettings)
+                                  LoggerSettings, LrScale, OptimizerSpec, RunSettings, Schedule, SettingsError,
+                                  TrainerSettings, TuningSettings)
 from adala_bench.store import layout_path
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
@@ -121,7 +121,7 @@ class RunConfig:
         return cls(
             cfg=cfg,
             run=RunSettings(seed=values["seed"], epochs=values["epochs"], batch_size=values["batch_size"],
-                            device=values["device"], logger=values["logger"]),
+                            device=values["device"], logger=LoggerSettings.of(values["logger"])),
             task=task,
             family=family,
             task_settings=task_settings(family, values["task"]),

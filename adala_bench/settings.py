@@ -137,7 +137,7 @@ class LoggerSettings(Settings):
     wandb: WandbSettings | None = None
 
     PREFIX = "logger"
-    TRACKERS: ClassVar[tuple[str, ...]] = ("tensorboard", "mlflow", "wandb")
+    TRACKERS: ClassVar[tuple[str, ...]] = ("tensorboard", "mlflow", "wandb")  # its fields, in the order chosen
 
     @classmethod
     def of(cls, section: Mapping[str, Any]) -> "LoggerSettings":
@@ -163,12 +163,7 @@ class RunSettings(Settings):
     epochs: int
     batch_size: int
     device: str = "auto"
-    logger: LoggerSettings = field(default_factory=LoggerSettings)  # or the composed `logger` section
-
-    def __post_init__(self) -> None:
-        if isinstance(self.logger, Mapping):
-            object.__setattr__(self, "logger", LoggerSettings.of(self.logger))
-        super().__post_init__()
+    logger: LoggerSettings = field(default_factory=LoggerSettings)
 
     def check(self) -> None:
         self.require("seed", self.seed >= 0, "it must be a non-negative integer")
