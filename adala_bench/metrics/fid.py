@@ -179,13 +179,14 @@ class InceptionFeatures:
             raise FIDError(f"images must lie in [0, 1], got [{images.min():.4g}, {images.max():.4g}]; "
                            f"map [-1, 1] images with paper_preprocess")
         out = np.empty((len(images), self.dims))
-        for start in range(0, len(images), self.batch_size):
-            batch = images[start:start + self.batch_size].to(self.device, torch.float32)
-            with tf32_off():  # whatever the trainer allows: the cached real statistics must not depend on it
+        # fp32, whatever autocast and TF32 the trainer runs under: the cached real statistics must not depend on it
+        with tf32_off(), torch.autocast(self.device.type, enabled=False):
+            for start in range(0, len(images), self.batch_size):
+                batch = images[start:start + self.batch_size].to(self.device, torch.float32)
                 pred = self.model(batch)[0]
-            if pred.shape[2:] != (1, 1):  # dims < 2048 are feature maps: average them, as pytorch-fid
-                pred = adaptive_avg_pool2d(pred, output_size=(1, 1))
-            out[start:start + len(batch)] = pred.flatten(1).cpu().numpy()
+                if pred.shape[2:] != (1, 1):  # dims < 2048 are feature maps: average them, as pytorch-fid
+                    pred = adaptive_avg_pool2d(pred, output_size=(1, 1))
+                out[start:start + len(batch)] = pred.flatten(1).cpu().numpy()
         return out
 
 

@@ -66,12 +66,9 @@ class GeneratorFid:
         return frechet_distance(mu, sigma, *self.real_stats, device=self.features.device)
 
     def _statistics(self, batches) -> tuple[np.ndarray, np.ndarray]:
-        """(mu, sigma) of [-1, 1] image batches through the PNG round trip, always in fp32 (the real statistics
-        were), whatever autocast the trainer evaluates under."""
-        features = []
-        for images in batches:
-            with torch.autocast(self.device.type, enabled=False):
-                features.append(self.features.features(paper_preprocess(images.float())))
+        """(mu, sigma) of [-1, 1] image batches through the PNG round trip, in fp32 as the real statistics were
+        (InceptionFeatures computes in fp32 whatever autocast the trainer evaluates under)."""
+        features = [self.features.features(paper_preprocess(images.float())) for images in batches]
         return activation_statistics(np.concatenate(features))
 
 
