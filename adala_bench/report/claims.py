@@ -272,7 +272,7 @@ def claims_view(frame: pd.DataFrame, runs: pd.DataFrame, comparison: pd.DataFram
     every = every.drop(columns="metric").merge(oscillations(frame, every), on="run", how="left")
     sides = every[every["side"].isin([ADALA, ADABELIEF, *fix["optimizer"]])].reset_index(drop=True)
     sides = _with_seconds_per_epoch(sides)
-    curves = {cost: _curves(frame, sides, cost) for cost in ("grad_evals", "wall_s")}
+    curves = _curves(frame, sides, ("grad_evals", "wall_s"))
 
     rows = [_difference_row(BETTER, sides, ADALA, ADABELIEF, "value"),
             _difference_row(INSTABILITY, sides, ADALA, ADABELIEF, "oscillation", more_is_better=True),
@@ -312,19 +312,24 @@ def _with_seconds_per_epoch(sides: pd.DataFrame) -> pd.DataFrame:
     return sides.assign(estimated_seconds_per_epoch=[estimates[key] for key in zip(sides["task"], sides["side"])])
 
 
-def _curves(frame: pd.DataFrame, sides: pd.DataFrame, cost: str) -> dict[int, tuple[np.ndarray, np.ndarray, float]]:
-    """Per run of the sides with a measured metric: its best value so far at each measurement (negated where lower
-    is better, so higher is better), its `cost` there, and its final value (the metric at the last measurement; a
-    GAN's FID on fid_curve before the last epoch and fid at it, as the cross-task view reads it)."""
+def _curves(frame: pd.DataFrame, sides: pd.DataFrame, costs: tuple[str, ...]
+            ) -> dict[str, dict[int, tuple[np.ndarray, np.ndarray, float]]]:
+    """Per cost, per run of the sides with a measured metric: its best value so far at each measurement (negated
+    where lower is better, so higher is better), its cost there, and its final value (the metric at the last
+    measurement; a GAN's FID on fid_curve before the last epoch and fid at it, as the cross-task view reads it)."""
     rows = frame[frame["run"].isin(sides["run"])]
-    value = metric_series(rows)
-    keep = ~np.isnan(value) & ~np.isnan(rows[cost].to_numpy(dtype=float))
-    run, value, spent = rows["run"].to_numpy()[keep], value[keep], rows[cost].to_numpy(dtype=float)[keep]
-    higher = rows["task"].astype(object).map(lambda t: TASKS[t].family.higher_is_better).to_numpy(dtype=bool)[keep]
-    value = np.where(higher, value, -value)
-    starts = np.flatnonzero(np.r_[True, run[1:] != run[:-1]]) if len(run) else []
-    return {int(run[start]): (np.maximum.accumulate(v), c, float(v[-1]))
-            for start, v, c in zip(starts, np.split(value, starts[1:]), np.split(spent, starts[1:]))}
+    higher = rows["task"].astype(object).map(lambda t: TASKS[t].family.higher_is_better).to_numpy(dtype=bool)
+    measured = metric_series(rows)
+    measured = np.where(higher, measured, -measured)
+    curves = {}
+    for cost in costs:
+        spent = rows[cost].to_numpy(dtype=float)
+        keep = ~np.isnan(measured) & ~np.isnan(spent)
+        run, value, spent = rows["run"].to_numpy()[keep], measured[keep], spent[keep]
+        starts = np.flatnonzero(np.r_[True, run[1:] != run[:-1]]) if len(run) else []
+        curves[cost] = {int(run[start]): (np.maximum.accumulate(v), c, float(v[-1]))
+                        for start, v, c in zip(starts, np.split(value, starts[1:]), np.split(spent, starts[1:]))}
+    return curves
 
 
 def _paired_runs(sides: pd.DataFrame, a: str, b: str, has) -> tuple[list[str], list[np.ndarray], str]:
